@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the test suite needs: strongSwan (interop
+# Installs the Debian packages the test suite needs: strongSwan with the
+# standard plugins (gcm, openssl; the interop
 # peer), tshark (independent decoder), iproute2 (network namespaces).
 # Idempotent: skips apt entirely when everything is already present.
 set -euo pipefail
-pkgs=(strongswan-swanctl charon-systemd libstrongswan-extra-plugins tshark iproute2)
+pkgs=(strongswan-swanctl charon-systemd libstrongswan-standard-plugins libstrongswan-extra-plugins tshark iproute2 openssl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
