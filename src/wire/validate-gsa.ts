@@ -78,7 +78,7 @@ export function validateGsa(gsa: GsaPayload, ctx: ValidationContext, path = 'GSA
 /** Section 4.4.1: zero or one KEK, zero or more TEKs, zero or one GW; a KEK or a TEK. */
 function checkPolicyCounts(policies: readonly GroupPolicy[], path: string, report: Report): void {
   const keks = policies.filter((p) => p.kind === 'sa' && p.protocol === ProtocolId.GIKE_UPDATE).length;
-  const teks = policies.filter((p) => p.kind === 'sa' && p.protocol !== ProtocolId.GIKE_UPDATE).length;
+  const teks = policies.filter((p) => p.kind === 'sa' && (p.protocol === ProtocolId.AH || p.protocol === ProtocolId.ESP)).length;
   const gws = policies.filter((p) => p.kind === 'group-wide').length;
   if (keks > 1) report('RFC9838 4.4.1: at most one GSA KEK policy', path, `${keks} GIKE_UPDATE policies`);
   if (gws > 1) report('RFC9838 4.4.1: at most one GW policy', path, `${gws} group-wide policies`);

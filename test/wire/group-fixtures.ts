@@ -17,8 +17,10 @@ import {
   EncrId,
   ExchangeType,
   GcauthId,
+  GroupKeyBagAttr,
   IntegId,
   KwaId,
+  MemberKeyBagAttr,
   PayloadType,
   ProtocolId,
   SnId,
@@ -30,7 +32,7 @@ import { authKeyAttribute, senderIdAttribute, type GroupKeyBag, type KdPayload, 
 import type { TrafficSelector } from '../../src/wire/traffic-selector.ts';
 import type { Transform } from '../../src/wire/transform.ts';
 import type { ValidationContext } from '../../src/wire/validator.ts';
-import { saKeyAttribute, wrapKeyAttribute } from '../../src/wire/wrapped-key.ts';
+import { encodeWrappedKey } from '../../src/wire/wrapped-key.ts';
 
 export const KEK_SPI = Buffer.from('0102030405060708a1a2a3a4a5a6a7a8', 'hex');
 export const ESP_SPI = Buffer.from('11223344', 'hex');
@@ -103,11 +105,12 @@ export function gsa(...policies: GroupPolicy[]): GsaPayload {
   return { type: PayloadType.GSA, critical: false, policies };
 }
 
+/** SA_KEY / WRAP_KEY built raw, so that tests can also break their Key ID rules. */
 export function saKey(kwkId = 0, keyId = 0): Attribute {
-  return saKeyAttribute({ keyId, kwkId, encryptedKey: Buffer.alloc(40, 0xe0 + (kwkId & 0xf)) });
+  return tlv(GroupKeyBagAttr.SA_KEY, encodeWrappedKey({ keyId, kwkId, encryptedKey: Buffer.alloc(40, 0xe0 + (kwkId & 0xf)) }));
 }
 export function wrapKey(keyId: number, kwkId = 0): Attribute {
-  return wrapKeyAttribute({ keyId, kwkId, encryptedKey: Buffer.alloc(40, keyId & 0xff) });
+  return tlv(MemberKeyBagAttr.WRAP_KEY, encodeWrappedKey({ keyId, kwkId, encryptedKey: Buffer.alloc(40, keyId & 0xff) }));
 }
 export function groupBag(protocol: number, spi: Buffer, attributes: Attribute[] = [saKey()]): GroupKeyBag {
   return { kind: 'group', protocol, spi, attributes };
