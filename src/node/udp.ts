@@ -1,0 +1,330 @@
+/**
+ * The UDP socket adapter: binds the IKE sockets and drives a sans-I/O engine
+ * (src/ike/io-types.ts `DatagramEngine`) with what arrives and with one timer.
+ *
+ * Each socket declares its framing. A plain socket (500, 848, test ports)
+ * carries one IKE message per datagram. A marker socket (4500, or custom
+ * ports configured like it, as charon does when neither port is 500) carries
+ * IKE messages behind the 4-octet non-ESP marker, which this adapter strips
+ * on receipt and adds on sending; NAT-keepalives (0xFF) and UDP-encapsulated
+ * ESP (non-zero marker position) are not IKE and never reach the engine
+ * (ESP goes to `onEsp` if given, for a future data plane).
+ *
+ * After every call into the engine the adapter sends what it returned,
+ * passes its events to the listener, and re-arms its single timer for
+ * `engine.nextTimeout()`.
+ *
+ * Note: a socket bound to a wildcard address (0.0.0.0, ::) reports that
+ * address as `local`; node gives no per-datagram destination address, so
+ * NAT detection needs sockets bound to specific addresses.
+ */
+import dgram from 'node:dgram';
+import type { DatagramEngine, Endpoint, LocalEndpoint, Output, Outgoing } from '../ike/io-types.ts';
+import { ipFamily } from '../ike/address.ts';
+import { classifyDatagram, frameIkeMessage, NAT_KEEPALIVE, type MarkerStyle } from './udp-framing.ts';
+import { monotonicClock, Timer, type Clock } from './clock.ts';
+
+export interface SocketSpec {
+  /** Address to bind: a specific address (recommended, see module note) or 0.0.0.0 / ::. */
+  readonly address: string;
+  /** 0 = any free port (tests). */
+  readonly port: number;
+  /** The socket frames IKE with the non-ESP marker (port 4500 style). */
+  readonly marker: boolean;
+}
+
+export interface UdpCounters {
+  /** IKE messages handed to the engine. */
+  ikeReceived: number;
+  /** IKE messages (and fragments) handed to the kernel. */
+  ikeSent: number;
+  /** IKE octets received / sent (without the marker). */
+  ikeOctetsReceived: number;
+  ikeOctetsSent: number;
+  natKeepalivesReceived: number;
+  natKeepalivesSent: number;
+  /** UDP-encapsulated ESP seen on marker sockets. */
+  espReceived: number;
+  /** Datagrams too short to classify on a marker socket. */
+  invalidDropped: number;
+  /** Sends that failed or named no known local socket. */
+  sendErrors: number;
+  /** Exceptions thrown by the engine (the datagram is dropped, the adapter goes on). */
+  engineErrors: number;
+  /** Calls of engine.timeout. */
+  timeouts: number;
+}
+
+export interface UdpAdapterOptions<E> {
+  /** Time source for `now` (default: monotonic). */
+  readonly clock?: Clock;
+  /** Receives every event the engine emits, in order. */
+  readonly onEvent?: (event: E) => void;
+  /** Socket errors, send failures and engine exceptions. */
+  readonly onError?: (error: Error, context: string) => void;
+  /** UDP-encapsulated ESP arriving on a marker socket (the whole datagram). */
+  readonly onEsp?: (datagram: Buffer, from: Endpoint, local: LocalEndpoint) => void;
+}
+
+interface BoundSocket {
+  readonly socket: dgram.Socket;
+  readonly local: LocalEndpoint;
+  readonly family: 4 | 6;
+  readonly style: MarkerStyle;
+  readonly wildcard: boolean;
+}
+
+export class UdpAdapterError extends Error {
+  override readonly name = 'UdpAdapterError';
+}
+
+export class UdpAdapter<E = unknown> {
+  private readonly sockets: BoundSocket[] = [];
+  private readonly timer: Timer;
+  private readonly clock: Clock;
+  private closed = false;
+  private readonly stats: UdpCounters = {
+    ikeReceived: 0,
+    ikeSent: 0,
+    ikeOctetsReceived: 0,
+    ikeOctetsSent: 0,
+    natKeepalivesReceived: 0,
+    natKeepalivesSent: 0,
+    espReceived: 0,
+    invalidDropped: 0,
+    sendErrors: 0,
+    engineErrors: 0,
+    timeouts: 0,
+  };
+
+  private constructor(
+    private readonly engine: DatagramEngine<E>,
+    private readonly options: UdpAdapterOptions<E>,
+  ) {
+    this.clock = options.clock ?? monotonicClock;
+    this.timer = new Timer(this.clock, (now) => this.onTimer(now));
+  }
+
+  /** Binds every socket (all or nothing) and arms the engine's first timeout. */
+  static async open<E>(
+    engine: DatagramEngine<E>,
+    specs: readonly SocketSpec[],
+    options: UdpAdapterOptions<E> = {},
+  ): Promise<UdpAdapter<E>> {
+    if (specs.length === 0) throw new UdpAdapterError('no sockets to open');
+    const adapter = new UdpAdapter(engine, options);
+    try {
+      for (const spec of specs) adapter.sockets.push(await adapter.bind(spec));
+    } catch (e) {
+      await adapter.close();
+      throw e;
+    }
+    adapter.rearm();
+    return adapter;
+  }
+
+  /** The bound sockets, with the ports the kernel chose for port 0. */
+  get locals(): readonly LocalEndpoint[] {
+    return this.sockets.map((s) => s.local);
+  }
+
+  /** A snapshot of the counters. */
+  get counters(): Readonly<UdpCounters> {
+    return { ...this.stats };
+  }
+
+  /**
+   * Runs an engine call made outside receive/timeout (e.g. starting an
+   * exchange) with the current time, and dispatches its output.
+   */
+  act(call: (now: number) => Output<E>): void {
+    if (this.closed) return;
+    let out: Output<E>;
+    try {
+      out = call(this.clock.now());
+    } catch (e) {
+      this.stats.engineErrors++;
+      this.report(e, 'engine call');
+      this.rearm();
+      return;
+    }
+    this.dispatch(out);
+  }
+
+  /** Sends an output, emits its events and re-arms the timer. */
+  dispatch(out: Output<E>): void {
+    if (this.closed) return;
+    for (const o of out.send) this.send(o);
+    for (const ev of out.events) {
+      try {
+        this.options.onEvent?.(ev);
+      } catch (e) {
+        this.report(e, 'event listener');
+      }
+    }
+    this.rearm();
+  }
+
+  /** Closes every socket and cancels the timer; the engine is not called again. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.timer.cancel();
+    await Promise.all(
+      this.sockets.map(
+        (s) =>
+          new Promise<void>((resolve) => {
+            try {
+              s.socket.close(() => resolve());
+            } catch {
+              resolve(); // already closed
+            }
+          }),
+      ),
+    );
+  }
+
+  private bind(spec: SocketSpec): Promise<BoundSocket> {
+    const family = ipFamily(spec.address);
+    if (family === undefined) return Promise.reject(new UdpAdapterError(`bad bind address "${spec.address}"`));
+    const socket = dgram.createSocket(family === 6 ? { type: 'udp6', ipv6Only: true } : { type: 'udp4' });
+    const style: MarkerStyle = spec.marker ? 'non-esp-marker' : 'none';
+    return new Promise<BoundSocket>((resolve, reject) => {
+      const onBindError = (err: Error): void => {
+        socket.close();
+        reject(err);
+      };
+      socket.once('error', onBindError);
+      socket.bind({ address: spec.address, port: spec.port, exclusive: true }, () => {
+        socket.off('error', onBindError);
+        const a = socket.address();
+        const bound: BoundSocket = {
+          socket,
+          local: { address: a.address, port: a.port, marker: spec.marker },
+          family,
+          style,
+          wildcard: a.address === '0.0.0.0' || a.address === '::',
+        };
+        socket.on('error', (err) => this.report(err, `socket ${a.address}:${a.port}`));
+        socket.on('message', (msg, rinfo) => this.onMessage(bound, msg, { address: rinfo.address, port: rinfo.port }));
+        resolve(bound);
+      });
+    });
+  }
+
+  private onMessage(s: BoundSocket, datagram: Buffer, from: Endpoint): void {
+    if (this.closed) return;
+    const c = classifyDatagram(datagram, s.style);
+    switch (c.kind) {
+      case 'nat-keepalive':
+        this.stats.natKeepalivesReceived++;
+        return;
+      case 'esp':
+        this.stats.espReceived++;
+        try {
+          this.options.onEsp?.(datagram, from, s.local);
+        } catch (e) {
+          this.report(e, 'ESP listener');
+        }
+        return;
+      case 'invalid':
+        this.stats.invalidDropped++;
+        return;
+      case 'ike':
+        break;
+    }
+    this.stats.ikeReceived++;
+    this.stats.ikeOctetsReceived += c.message.length;
+    let out: Output<E>;
+    try {
+      out = this.engine.receive(c.message, from, s.local, this.clock.now());
+    } catch (e) {
+      this.stats.engineErrors++;
+      this.report(e, 'engine.receive');
+      this.rearm();
+      return;
+    }
+    this.dispatch(out);
+  }
+
+  private onTimer(now: number): void {
+    if (this.closed) return;
+    this.stats.timeouts++;
+    let out: Output<E>;
+    try {
+      out = this.engine.timeout(now);
+    } catch (e) {
+      this.stats.engineErrors++;
+      this.report(e, 'engine.timeout');
+      this.rearm();
+      return;
+    }
+    this.dispatch(out);
+  }
+
+  private rearm(): void {
+    if (this.closed) return;
+    let next: number | undefined;
+    try {
+      next = this.engine.nextTimeout();
+    } catch (e) {
+      this.stats.engineErrors++;
+      this.report(e, 'engine.nextTimeout');
+      next = undefined;
+    }
+    this.timer.armAt(next);
+  }
+
+  private pickSocket(o: Outgoing): BoundSocket | undefined {
+    if (o.local) {
+      const l = o.local;
+      return (
+        this.sockets.find((s) => s.local.port === l.port && s.local.address === l.address) ??
+        this.sockets.find((s) => s.local.port === l.port && s.wildcard && s.family === ipFamily(l.address))
+      );
+    }
+    const family = ipFamily(o.to.address);
+    return (
+      this.sockets.find((s) => s.family === family && !s.local.marker) ?? this.sockets.find((s) => s.family === family)
+    );
+  }
+
+  private send(o: Outgoing): void {
+    const s = this.pickSocket(o);
+    if (!s) {
+      this.stats.sendErrors++;
+      this.report(
+        new UdpAdapterError(
+          `no socket for ${o.local ? `local ${o.local.address}:${o.local.port}` : `destination ${o.to.address}`}`,
+        ),
+        'send',
+      );
+      return;
+    }
+    let datagram: Buffer;
+    if (o.kind === 'nat-keepalive') {
+      datagram = Buffer.from([NAT_KEEPALIVE]);
+      this.stats.natKeepalivesSent++;
+    } else {
+      datagram = frameIkeMessage(o.data, s.style);
+      this.stats.ikeSent++;
+      this.stats.ikeOctetsSent += o.data.length;
+    }
+    try {
+      s.socket.send(datagram, o.to.port, o.to.address, (err) => {
+        if (err) {
+          this.stats.sendErrors++;
+          this.report(err, `send to ${o.to.address}:${o.to.port}`);
+        }
+      });
+    } catch (e) {
+      this.stats.sendErrors++;
+      this.report(e, `send to ${o.to.address}:${o.to.port}`);
+    }
+  }
+
+  private report(e: unknown, context: string): void {
+    const err = e instanceof Error ? e : new Error(String(e));
+    this.options.onError?.(err, context);
+  }
+}
