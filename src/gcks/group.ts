@@ -1,0 +1,220 @@
+/**
+ * A group at run time: its policy as applied, the current Data-Security SAs
+ * (TEKs) and Rekey SA (KEK) with their keys, its members, and the counters
+ * that must never repeat (SPIs, Sender-IDs, Rekey SA Message IDs).
+ *
+ * No clocks here: every operation takes `now` (milliseconds since the epoch).
+ */
+import type { RandomSource } from '../crypto/random.ts';
+import { rekeySaKeymatLength, splitRekeySaKeys, type RekeySaKeys } from '../crypto/keys.ts';
+import { usesCounterMode } from '../wire/cipher-classes.ts';
+import { tlv } from '../wire/attributes.ts';
+import { IntegId, TransformAttr, TransformType } from '../wire/iana.ts';
+import type { Transform } from '../wire/transform.ts';
+import type { Identity } from './config-identities.ts';
+import type { DataSecurityPolicyConfig, GroupConfig, MulticastRekeyConfig } from './config.ts';
+import { ReservedCounter, type CounterReservation } from './counters.ts';
+import { dataSecurityKeymatLength, rekeySaAlgorithms } from './keymat.ts';
+import { SenderIdAllocator } from './sender-ids.ts';
+import type { RekeySigningKey } from './signing-key.ts';
+import { SpiAllocator } from './spi.ts';
+import { encrTransform, simpleTransform } from './transform-names.ts';
+
+/** A Data-Security SA (TEK) as the GCKS holds it. */
+export interface DataSecuritySa {
+  readonly policy: DataSecurityPolicyConfig;
+  readonly spi: Buffer;
+  /** ENCR (ESP), INTEG (unless NONE), SN: the GSA TEK transforms (Section 4.4.2.1). */
+  readonly transforms: readonly Transform[];
+  /** Encryption key (salt included) | integrity key (Section 3.4). */
+  readonly keymat: Buffer;
+  readonly createdAt: number;
+  readonly expiresAt: number;
+}
+
+/** The Rekey SA (KEK) as the GCKS holds it. */
+export interface RekeySa {
+  readonly policy: MulticastRekeyConfig;
+  /** 16 octets: initiator SPI | responder SPI of GSA_REKEY headers. */
+  readonly spi: Buffer;
+  /** ENCR, INTEG (unless AEAD), GCAUTH, KWA. GCAUTH goes only into registrations. */
+  readonly transforms: readonly Transform[];
+  /** GSK_e | GSK_a | GSK_w (Section 3.4, NOTES point 4). */
+  readonly keymat: Buffer;
+  readonly keys: RekeySaKeys;
+  readonly createdAt: number;
+  readonly expiresAt: number;
+  /** GSA_REKEY Message IDs: peek() is the next one, i.e. GSA_INITIAL_MESSAGE_ID for a member joining now. */
+  readonly messageIds: ReservedCounter;
+}
+
+export interface MemberRecord {
+  readonly id: Identity;
+  readonly registeredAt: number;
+  /** The member asked to send and may. */
+  readonly sender: boolean;
+  /** Sender-IDs given in its latest registration (under the current TEKs). */
+  readonly senderIds: readonly number[];
+}
+
+export interface GroupDependencies {
+  readonly counters: CounterReservation;
+  readonly rng: RandomSource;
+  /** Required when the Rekey SA is authenticated by signatures. */
+  readonly signingKey?: RekeySigningKey | undefined;
+}
+
+export class GroupSetupError extends Error {
+  override readonly name = 'GroupSetupError';
+}
+
+const MESSAGE_ID_BLOCK = 64;
+
+/** Map key for an identity. */
+export function identityKey(id: Identity): string {
+  return `${id.idType}:${id.data.toString('hex')}`;
+}
+
+export class Group {
+  readonly config: GroupConfig;
+  readonly signingKey: RekeySigningKey | undefined;
+  private readonly counters: CounterReservation;
+  private readonly rng: RandomSource;
+  private readonly spis: SpiAllocator;
+  /** Counter names start with the IDg so that renaming a group cannot reset them. */
+  private readonly scope: string;
+  private readonly memberTable = new Map<string, MemberRecord>();
+  private tekSet: readonly DataSecuritySa[] = [];
+  private kekSa: RekeySa | undefined;
+  private senderIdAllocator: SenderIdAllocator;
+
+  constructor(config: GroupConfig, deps: GroupDependencies, now: number) {
+    if (config.rekey.kind === 'multicast' && config.rekey.authentication === 'signature' && !deps.signingKey) {
+      throw new GroupSetupError(`group ${config.name}: signed rekeys need the signing key`);
+    }
+    this.config = config;
+    this.signingKey = config.rekey.kind === 'multicast' && config.rekey.authentication === 'signature' ? deps.signingKey : undefined;
+    this.counters = deps.counters;
+    this.rng = deps.rng;
+    this.scope = `group/${identityKey(config.id)}`;
+    this.spis = new SpiAllocator(deps.counters, this.scope, deps.rng);
+    this.senderIdAllocator = this.newSenderIdAllocator();
+    this.replaceDataSecuritySas(now);
+    if (config.rekey.kind === 'multicast') this.replaceRekeySa(now);
+  }
+
+  get name(): string {
+    return this.config.name;
+  }
+  get dataSecuritySas(): readonly DataSecuritySa[] {
+    return this.tekSet;
+  }
+  get rekeySa(): RekeySa | undefined {
+    return this.kekSa;
+  }
+  get senderIds(): SenderIdAllocator {
+    return this.senderIdAllocator;
+  }
+  get members(): ReadonlyMap<string, MemberRecord> {
+    return this.memberTable;
+  }
+  get isFull(): boolean {
+    return this.memberTable.size >= this.config.capacity;
+  }
+  /** A TEK uses a counter-based mode, so senders need Sender-IDs (Section 2.5.1). */
+  get usesCounterMode(): boolean {
+    return this.tekSet.some((t) => usesCounterMode(t.transforms));
+  }
+
+  member(id: Identity): MemberRecord | undefined {
+    return this.memberTable.get(identityKey(id));
+  }
+
+  /** Adds or replaces (a re-registration) the member's record. */
+  putMember(record: MemberRecord): void {
+    this.memberTable.set(identityKey(record.id), record);
+  }
+
+  removeMember(id: Identity): boolean {
+    return this.memberTable.delete(identityKey(id));
+  }
+
+  /**
+   * New TEKs: new SPIs, fresh keys, and a new Sender-ID space (Sender-IDs are
+   * unique per set of TEKs, Section 2.5.1). Distributing them is the rekey
+   * planner's business; this only changes what registrations hand out.
+   */
+  replaceDataSecuritySas(now: number): void {
+    this.tekSet = this.config.dataSecurity.map((policy) => this.createDataSecuritySa(policy, now));
+    this.senderIdAllocator = this.newSenderIdAllocator();
+  }
+
+  replaceRekeySa(now: number): void {
+    if (this.config.rekey.kind !== 'multicast') return;
+    this.kekSa = this.createRekeySa(this.config.rekey, now);
+  }
+
+  /**
+   * Without a rekey planner nobody else replaces expired SAs; registration
+   * must never hand out an SA that is already dead.
+   */
+  replaceExpired(now: number): void {
+    if (this.tekSet.some((t) => t.expiresAt <= now)) this.replaceDataSecuritySas(now);
+    if (this.kekSa && this.kekSa.expiresAt <= now) this.replaceRekeySa(now);
+  }
+
+  private newSenderIdAllocator(): SenderIdAllocator {
+    // Named after the first TEK SPI, which is never reused: one counter per TEK generation.
+    const generation = this.tekSet[0]?.spi.toString('hex') ?? 'none';
+    return new SenderIdAllocator(this.counters, `${this.scope}/sender-id/${generation}`, this.config.senderIdBits);
+  }
+
+  private createDataSecuritySa(policy: DataSecurityPolicyConfig, now: number): DataSecuritySa {
+    const transforms: Transform[] = [];
+    if (policy.encryption) transforms.push(encrTransform(policy.encryption));
+    if (policy.integrity !== IntegId.NONE) transforms.push(simpleTransform(TransformType.INTEG, policy.integrity));
+    transforms.push(simpleTransform(TransformType.SN, policy.sequenceNumbers));
+    return {
+      policy,
+      spi: this.spis.allocateDataSecuritySpi(),
+      transforms,
+      keymat: this.rng.bytes(dataSecurityKeymatLength(policy)),
+      createdAt: now,
+      expiresAt: now + policy.lifetimeSeconds * 1000,
+    };
+  }
+
+  private createRekeySa(policy: MulticastRekeyConfig, now: number): RekeySa {
+    const algorithms = rekeySaAlgorithms(policy.encryption, policy.integrity, policy.keyWrap);
+    const keymat = this.rng.bytes(rekeySaKeymatLength(algorithms));
+    const spi = this.spis.allocateRekeySpi();
+    const transforms: Transform[] = [encrTransform(policy.encryption)];
+    if (policy.integrity !== IntegId.NONE) transforms.push(simpleTransform(TransformType.INTEG, policy.integrity));
+    transforms.push(this.gcauthTransform(policy));
+    transforms.push(simpleTransform(TransformType.KWA, policy.keyWrap));
+    return {
+      policy,
+      spi,
+      transforms,
+      keymat,
+      keys: splitRekeySaKeys(keymat, algorithms),
+      createdAt: now,
+      expiresAt: now + policy.lifetimeSeconds * 1000,
+      messageIds: new ReservedCounter(this.counters, `${this.scope}/rekey-message-id/${spi.toString('hex')}`, {
+        start: 0,
+        limit: 2 ** 32,
+        block: MESSAGE_ID_BLOCK,
+      }),
+    };
+  }
+
+  /** Section 4.4.2.1.1: Digital Signature carries the AlgorithmIdentifier as attribute 18. */
+  private gcauthTransform(policy: MulticastRekeyConfig): Transform {
+    if (policy.authentication === 'implicit' || !this.signingKey) return simpleTransform(TransformType.GCAUTH, policy.gcauth);
+    return {
+      type: TransformType.GCAUTH,
+      id: policy.gcauth,
+      attributes: [tlv(TransformAttr.SIGNATURE_ALGORITHM_IDENTIFIER, this.signingKey.algorithmIdentifier)],
+    };
+  }
+}
