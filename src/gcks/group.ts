@@ -75,9 +75,21 @@ export function identityKey(id: Identity): string {
   return `${id.idType}:${id.data.toString('hex')}`;
 }
 
+export interface ReplaceDataSecurityOptions {
+  /** SPIs reserved earlier (announced in GSA_NEXT_SPI), one per TEK policy in order; fresh ones otherwise. */
+  readonly spis?: readonly (Buffer | undefined)[] | undefined;
+  /**
+   * Keep the Sender-ID counter. A rekey MUST keep it: senders go on using
+   * their Sender-IDs with TEKs that arrive in a rekey (Section 2.4.1.4), so a
+   * new counter would hand the same values out again under the new TEKs.
+   * Only a start-over that excludes every member may begin a new one (2.5.1).
+   */
+  readonly keepSenderIds?: boolean | undefined;
+}
+
 export class Group {
-  readonly config: GroupConfig;
-  readonly signingKey: RekeySigningKey | undefined;
+  private currentConfig: GroupConfig;
+  private currentSigningKey: RekeySigningKey | undefined;
   private readonly counters: CounterReservation;
   private readonly rng: RandomSource;
   private readonly spis: SpiAllocator;
@@ -92,8 +104,8 @@ export class Group {
     if (config.rekey.kind === 'multicast' && config.rekey.authentication === 'signature' && !deps.signingKey) {
       throw new GroupSetupError(`group ${config.name}: signed rekeys need the signing key`);
     }
-    this.config = config;
-    this.signingKey = config.rekey.kind === 'multicast' && config.rekey.authentication === 'signature' ? deps.signingKey : undefined;
+    this.currentConfig = config;
+    this.currentSigningKey = config.rekey.kind === 'multicast' && config.rekey.authentication === 'signature' ? deps.signingKey : undefined;
     this.counters = deps.counters;
     this.rng = deps.rng;
     this.scope = `group/${identityKey(config.id)}`;
@@ -103,6 +115,12 @@ export class Group {
     if (config.rekey.kind === 'multicast') this.replaceRekeySa(now);
   }
 
+  get config(): GroupConfig {
+    return this.currentConfig;
+  }
+  get signingKey(): RekeySigningKey | undefined {
+    return this.currentSigningKey;
+  }
   get name(): string {
     return this.config.name;
   }
@@ -144,14 +162,58 @@ export class Group {
    * unique per set of TEKs, Section 2.5.1). Distributing them is the rekey
    * planner's business; this only changes what registrations hand out.
    */
-  replaceDataSecuritySas(now: number): void {
-    this.tekSet = this.config.dataSecurity.map((policy) => this.createDataSecuritySa(policy, now));
-    this.senderIdAllocator = this.newSenderIdAllocator();
+  replaceDataSecuritySas(now: number, options: ReplaceDataSecurityOptions = {}): void {
+    this.tekSet = this.config.dataSecurity.map((policy, i) => this.createDataSecuritySa(policy, now, options.spis?.[i]));
+    if (!options.keepSenderIds) this.senderIdAllocator = this.newSenderIdAllocator();
   }
 
-  replaceRekeySa(now: number): void {
+  /** `spi`: one reserved earlier with `allocateRekeySpi` (announced in GSA_NEXT_SPI). */
+  replaceRekeySa(now: number, spi?: Buffer): void {
     if (this.config.rekey.kind !== 'multicast') return;
-    this.kekSa = this.createRekeySa(this.config.rekey, now);
+    this.kekSa = this.createRekeySa(this.config.rekey, now, spi);
+  }
+
+  /** A fresh ESP/AH SPI, never handed out before (for GSA_NEXT_SPI announcements). */
+  allocateDataSecuritySpi(): Buffer {
+    return this.spis.allocateDataSecuritySpi();
+  }
+
+  /** A fresh 16-octet Rekey SA SPI, never handed out before. */
+  allocateRekeySpi(): Buffer {
+    return this.spis.allocateRekeySpi();
+  }
+
+  /**
+   * AUTH_KEY rollover (Section 2.4.1): registrations hand out the new key
+   * from now on. The Rekey SA's GCAUTH transform (attribute 18) cannot change
+   * through a rekey, so the new key must use the same AlgorithmIdentifier.
+   */
+  rotateSigningKey(key: RekeySigningKey): void {
+    const current = this.currentSigningKey;
+    if (!current) throw new GroupSetupError(`group ${this.name}: rekeys are not signed, there is no key to roll over`);
+    if (!current.algorithmIdentifier.equals(key.algorithmIdentifier)) {
+      throw new GroupSetupError(`group ${this.name}: the new signing key must use the same signature algorithm (GCAUTH cannot change in a rekey)`);
+    }
+    this.currentSigningKey = key;
+  }
+
+  /**
+   * A changed policy for the same group (same IDg and rekey method). The
+   * current SAs stay until the caller replaces them (the rekey planner does,
+   * in the same rekey message: Section 3.2.1).
+   */
+  reconfigure(config: GroupConfig): void {
+    if (identityKey(config.id) !== identityKey(this.config.id)) throw new GroupSetupError(`group ${this.name}: a policy change cannot change the IDg`);
+    if (config.rekey.kind !== this.config.rekey.kind) throw new GroupSetupError(`group ${this.name}: a policy change cannot switch between multicast and inband rekey`);
+    if (config.rekey.kind === 'multicast' && this.config.rekey.kind === 'multicast' && config.rekey.authentication !== this.config.rekey.authentication) {
+      throw new GroupSetupError(`group ${this.name}: a policy change cannot change how rekeys are authenticated`);
+    }
+    this.currentConfig = config;
+  }
+
+  /** Everyone was excluded (Section 2.4.3): they come back by registering. */
+  clearMembers(): void {
+    this.memberTable.clear();
   }
 
   /**
@@ -169,14 +231,14 @@ export class Group {
     return new SenderIdAllocator(this.counters, `${this.scope}/sender-id/${generation}`, this.config.senderIdBits);
   }
 
-  private createDataSecuritySa(policy: DataSecurityPolicyConfig, now: number): DataSecuritySa {
+  private createDataSecuritySa(policy: DataSecurityPolicyConfig, now: number, spi?: Buffer): DataSecuritySa {
     const transforms: Transform[] = [];
     if (policy.encryption) transforms.push(encrTransform(policy.encryption));
     if (policy.integrity !== IntegId.NONE) transforms.push(simpleTransform(TransformType.INTEG, policy.integrity));
     transforms.push(simpleTransform(TransformType.SN, policy.sequenceNumbers));
     return {
       policy,
-      spi: this.spis.allocateDataSecuritySpi(),
+      spi: spi ?? this.spis.allocateDataSecuritySpi(),
       transforms,
       keymat: this.rng.bytes(dataSecurityKeymatLength(policy)),
       createdAt: now,
@@ -184,10 +246,10 @@ export class Group {
     };
   }
 
-  private createRekeySa(policy: MulticastRekeyConfig, now: number): RekeySa {
+  private createRekeySa(policy: MulticastRekeyConfig, now: number, reservedSpi?: Buffer): RekeySa {
     const algorithms = rekeySaAlgorithms(policy.encryption, policy.integrity, policy.keyWrap);
     const keymat = this.rng.bytes(rekeySaKeymatLength(algorithms));
-    const spi = this.spis.allocateRekeySpi();
+    const spi = reservedSpi ?? this.spis.allocateRekeySpi();
     const transforms: Transform[] = [encrTransform(policy.encryption)];
     if (policy.integrity !== IntegId.NONE) transforms.push(simpleTransform(TransformType.INTEG, policy.integrity));
     transforms.push(this.gcauthTransform(policy));

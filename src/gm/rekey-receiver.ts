@@ -28,7 +28,7 @@ import { decodeHeader, IKE_HEADER_LENGTH, IKE_HEADER_LENGTH_OFFSET, type IkeHead
 import { AuthMethod, ExchangeType, GcauthId, PayloadType } from '../wire/iana.ts';
 import type { KdPayload } from '../wire/kd.ts';
 import { decodeMessage, splitProtectedMessage } from '../wire/message.ts';
-import { decodePayloadChain, findPayload, findPayloads, isPayloadOf, type Payload } from '../wire/payload.ts';
+import { decodePayloadChain, findPayload, findPayloads, isPayloadOf, isUnknownPayload, type Payload } from '../wire/payload.ts';
 import type { DeletePayload } from '../wire/payloads/delete.ts';
 import type { NotifyPayload } from '../wire/payloads/notify.ts';
 import { validateExchange } from '../wire/validator.ts';
@@ -185,10 +185,14 @@ function decrypt(cipher: SkCipher, prefix: Buffer, encrypted: Buffer): Buffer {
   }
 }
 
-/** Only GSA, KD, D, N and AUTH; at most one AUTH, and it comes last so the signature covers everything. */
+/**
+ * Only GSA, KD, D, N and AUTH; at most one AUTH, and it comes last so the
+ * signature covers everything. Unsupported non-critical payloads are skipped
+ * (RFC 7296 3.2; a critical one already failed decoding), but still signed.
+ */
 function checkStructure(payloads: readonly Payload[]): void {
   payloads.forEach((p, i) => {
-    if (!ALLOWED_INNER.has(p.type)) throw new Rejected('malformed', `payload type ${p.type} in GSA_REKEY`);
+    if (!isUnknownPayload(p) && !ALLOWED_INNER.has(p.type)) throw new Rejected('malformed', `payload type ${p.type} in GSA_REKEY`);
     if (p.type === PayloadType.AUTH && i !== payloads.length - 1) throw new Rejected('malformed', 'AUTH is not the last payload');
   });
 }

@@ -6,6 +6,7 @@
  * only after the peer's AUTH payload verified, so a provider may rely on
  * `peerId` being authenticated.
  */
+import type { Certificate } from '../crypto/x509.ts';
 import type { Payload } from '../wire/payload.ts';
 import type { NotifyData } from '../wire/payloads/notify.ts';
 import type { Identity } from './identity.ts';
@@ -16,10 +17,12 @@ export interface AuthExtensionContext {
   readonly saId: string;
   /** Our role in the IKE SA (initiator = group member in G-IKEv2). */
   readonly role: IkeRole;
-  /** IKE_AUTH or GSA_AUTH. */
+  /** IKE_AUTH or GSA_AUTH (or, for ExtensionRequest/ExchangeResponder, their exchange). */
   readonly exchangeType: number;
   /** The authenticated peer (undefined only in buildRequest, before the peer authenticated). */
   readonly peerId: Identity | undefined;
+  /** The peer's validated end-entity certificate, when it authenticated with one. */
+  readonly peerCertificate?: Certificate | undefined;
   readonly localId: Identity;
   /** Negotiated in IKE_SA_INIT, including the Key Wrap Algorithm when there was one. */
   readonly transforms: NegotiatedIkeTransforms;
@@ -50,3 +53,23 @@ export interface AuthPayloadProvider {
   /** Responder: payloads to append to a successful response. */
   buildResponse?(ctx: AuthExtensionContext): Payload[];
 }
+
+/**
+ * A request of another exchange type over an established IKE SA (RFC 9838
+ * GSA_REGISTRATION, GSA_INBAND_REKEY): the engine numbers, protects,
+ * retransmits and matches it like any request; these callbacks only supply
+ * and read the payloads. `onResponse` runs inside the engine call that
+ * received the response. If the IKE SA dies first (timeout, deletion) no
+ * callback runs: the engine's `exchange-failed` / `sa-deleted` events say so.
+ */
+export interface ExtensionRequest {
+  readonly exchangeType: number;
+  build(ctx: AuthExtensionContext): Payload[];
+  onResponse(ctx: AuthExtensionContext, payloads: readonly Payload[]): void;
+}
+
+/**
+ * Responder side of an extension exchange over an established IKE SA: the
+ * decrypted request in, the response payloads out (possibly none: SK{}).
+ */
+export type ExchangeResponder = (ctx: AuthExtensionContext, payloads: readonly Payload[]) => Payload[];

@@ -7,7 +7,7 @@ import type { KeyObject } from 'node:crypto';
 import { defaultRandom, type RandomSource } from '../crypto/random.ts';
 import { DEFAULT_SIGNATURE_HASHES } from '../crypto/signature.ts';
 import { Certificate, parseCertificate } from '../crypto/x509.ts';
-import type { AuthPayloadProvider } from './auth-extension.ts';
+import type { AuthPayloadProvider, ExchangeResponder } from './auth-extension.ts';
 import { DEFAULT_COOKIE_CONFIG } from './cookies.ts';
 import { DEFAULT_HALF_OPEN_CONFIG, type HalfOpenConfig } from './half-open.ts';
 import { identityKey, parseIdentity, toIdentity, type Identity } from './identity.ts';
@@ -29,6 +29,8 @@ export interface IkeEngineConfig {
   readonly keyWrap?: readonly number[];
   /** Pre-shared keys keyed by the peer's identity text; `*` applies to any peer. */
   readonly psks?: Readonly<Record<string, string | Buffer>>;
+  /** PSK lookup tried before `psks` (e.g. the key server's exact / pattern / any rules). */
+  readonly pskLookup?: (peer: Identity) => Buffer | undefined;
   /** With a certificate we authenticate by signature, otherwise by PSK. */
   readonly certificate?: CertificateCredential;
   /** CA certificates (DER or PEM) that peers' certificate chains must end in. */
@@ -50,6 +52,8 @@ export interface IkeEngineConfig {
   readonly gsaAuthProviders?: readonly AuthPayloadProvider[];
   /** Responder: providers for plain IKE_AUTH. */
   readonly ikeAuthProviders?: readonly AuthPayloadProvider[];
+  /** Responder: further exchange types accepted over an established IKE SA (e.g. GSA_REGISTRATION). */
+  readonly exchangeResponders?: ReadonlyMap<number, ExchangeResponder>;
   /** Hash algorithms for SIGNATURE_HASH_ALGORITHMS (RFC 7427). */
   readonly signatureHashes?: readonly number[];
   /** Octets of our nonces (16..256). Default 32. */
@@ -66,6 +70,7 @@ export interface ResolvedConfig {
   readonly keyWrap: readonly number[];
   readonly psks: ReadonlyMap<string, Buffer>;
   readonly anyPsk: Buffer | undefined;
+  readonly pskLookup: ((peer: Identity) => Buffer | undefined) | undefined;
   readonly certificate?: { readonly chain: readonly Certificate[]; readonly privateKey: KeyObject };
   readonly trustAnchors: readonly Certificate[];
   readonly cookieThreshold: number;
@@ -78,6 +83,7 @@ export interface ResolvedConfig {
   readonly certificateTime: (now: number) => Date;
   readonly gsaAuthProviders: readonly AuthPayloadProvider[] | undefined;
   readonly ikeAuthProviders: readonly AuthPayloadProvider[];
+  readonly exchangeResponders: ReadonlyMap<number, ExchangeResponder>;
   readonly signatureHashes: readonly number[];
   readonly nonceLength: number;
   readonly announceChildless: boolean;
@@ -141,6 +147,7 @@ export function resolveConfig(c: IkeEngineConfig): ResolvedConfig {
     keyWrap,
     psks,
     anyPsk,
+    pskLookup: c.pskLookup,
     ...(certificate ? { certificate } : {}),
     trustAnchors,
     cookieThreshold,
@@ -153,6 +160,7 @@ export function resolveConfig(c: IkeEngineConfig): ResolvedConfig {
     certificateTime: c.certificateTime ?? ((now) => new Date(now)),
     gsaAuthProviders: c.gsaAuthProviders,
     ikeAuthProviders: c.ikeAuthProviders ?? [],
+    exchangeResponders: c.exchangeResponders ?? new Map(),
     signatureHashes: c.signatureHashes ?? DEFAULT_SIGNATURE_HASHES,
     nonceLength,
     announceChildless: c.announceChildless ?? true,
@@ -160,7 +168,7 @@ export function resolveConfig(c: IkeEngineConfig): ResolvedConfig {
   };
 }
 
-/** The PSK for `peer`, or the wildcard one. */
+/** The PSK for `peer`: the lookup's, the configured one, or the wildcard one. */
 export function pskFor(config: ResolvedConfig, peer: Identity): Buffer | undefined {
-  return config.psks.get(identityKey(peer)) ?? config.anyPsk;
+  return config.pskLookup?.(peer) ?? config.psks.get(identityKey(peer)) ?? config.anyPsk;
 }

@@ -35,7 +35,7 @@ import {
   type Payload,
 } from '../wire/payload.ts';
 import { makeNotify, type NotifyData } from '../wire/payloads/notify.ts';
-import type { AuthPayloadProvider } from './auth-extension.ts';
+import type { AuthPayloadProvider, ExchangeResponder, ExtensionRequest } from './auth-extension.ts';
 import { resolveConfig, type IkeEngineConfig, type ResolvedConfig } from './config.ts';
 import { CookieGuard, DEFAULT_COOKIE_CONFIG } from './cookies.ts';
 import { fitsInDatagram, fragmentMessage, Reassembler, skfProtector, type DatagramLimits } from './fragments.ts';
@@ -48,6 +48,7 @@ import type { NegotiatedIkeTransforms } from './proposal.ts';
 import { earliest, RequestTimer, shouldResendForFragment } from './retransmit.ts';
 import { IkeAuthTask } from './tasks/ike-auth.ts';
 import { IkeCertPreTask } from './tasks/ike-cert-pre.ts';
+import { extensionContext, ExtensionTask } from './tasks/extension.ts';
 import { IkeFragTask } from './tasks/ike-frag.ts';
 import { IkeInitTask } from './tasks/ike-init.ts';
 import { IkeNatdTask } from './tasks/ike-natd.ts';
@@ -156,6 +157,22 @@ export interface InitiateOptions extends Endpoint {
   readonly peerNatTPort?: number;
 }
 
+/** Sizes of the engine's tables: what it holds in memory, for monitoring and load tests. */
+export interface EngineStats {
+  /** Every SA the engine holds, failed ones kept to answer retransmissions included. */
+  readonly sas: number;
+  /** Responder SAs between IKE_SA_INIT and IKE_AUTH (RFC 7296 2.6). */
+  readonly halfOpen: number;
+  /** The half-open table's estimate of the octets they hold. */
+  readonly halfOpenBytes: number;
+  /** Entries recognising retransmitted IKE_SA_INIT requests. */
+  readonly initIndex: number;
+  /** SAs kept only until a deadline (failed, or rekeyed and waiting for a Delete). */
+  readonly expiring: number;
+  /** Messages being reassembled from fragments. */
+  readonly reassembling: number;
+}
+
 /** Read-only view of an SA for callers and tests. */
 export interface SaInfo {
   readonly saId: string;
@@ -189,6 +206,18 @@ interface RekeyTracking {
 }
 
 const ZERO_SPI = Buffer.alloc(8);
+
+/**
+ * A copy of `b` in memory of its own. Small Buffers are slices of node's
+ * shared 8 KiB pool, and a slice kept for an SA's lifetime keeps the whole
+ * slab alive; what an SA holds long-term is copied out of it.
+ */
+function own(b: Buffer): Buffer {
+  if (b.byteOffset === 0 && b.buffer.byteLength === b.length) return b;
+  const copy = Buffer.allocUnsafeSlow(b.length);
+  b.copy(copy);
+  return copy;
+}
 const EXCHANGE_NAMES: Readonly<Record<number, string>> = Object.fromEntries(
   Object.entries(ExchangeType).map(([k, v]) => [v, k]),
 );
@@ -226,6 +255,12 @@ export class IkeEngine implements DatagramEngine<EngineEvent> {
    * failed one kept so a retransmitted request gets the cached error response.
    */
   private readonly expiries = new Map<IkeSa, { at: number; reason: SaDeleteReason; announce: boolean }>();
+  /**
+   * SAs with a request of ours in flight, the only ones with a retransmission
+   * timer: timeout/nextTimeout look at these instead of scanning every SA,
+   * which the adapter would otherwise do after each datagram.
+   */
+  private readonly inFlight = new Set<IkeSa>();
   private saCounter = 0;
 
   private now = 0;
@@ -295,6 +330,22 @@ export class IkeEngine implements DatagramEngine<EngineEvent> {
     });
   }
 
+  /**
+   * Sends a request of another exchange type (GSA_REGISTRATION, ...) over an
+   * established IKE SA, queued behind any request in flight. `queued` is
+   * false when the SA is unknown or not usable (nothing is sent).
+   */
+  requestExchange(saId: string, request: ExtensionRequest, now: number): EngineOutput & { readonly queued: boolean } {
+    let queued = false;
+    const out = this.run(now, () => {
+      const sa = this.usableSa(saId);
+      if (!sa) return;
+      queued = true;
+      this.request(sa, { kind: 'extension', exchangeType: request.exchangeType, tasks: [new ExtensionTask(request)] });
+    });
+    return { ...out, queued };
+  }
+
   /** Rekeys the IKE SA with CREATE_CHILD_SA; `sa-rekeyed` when done. */
   rekeySa(saId: string, now: number): EngineOutput {
     return this.run(now, () => {
@@ -314,9 +365,12 @@ export class IkeEngine implements DatagramEngine<EngineEvent> {
 
   timeout(now: number): EngineOutput {
     return this.run(now, () => {
-      for (const sa of [...this.byId.values()]) {
+      for (const sa of [...this.inFlight]) {
         const o = sa.outstanding;
-        if (!o) continue;
+        if (!o) {
+          this.inFlight.delete(sa);
+          continue;
+        }
         const r = o.timer.onTimeout(now);
         if (r.action === 'resend') this.transmit(sa, r.packets);
         else if (r.action === 'give-up') this.giveUp(sa);
@@ -331,17 +385,32 @@ export class IkeEngine implements DatagramEngine<EngineEvent> {
   }
 
   nextTimeout(): number | undefined {
-    return earliest(
-      ...[...this.byId.values()].map((sa) => sa.outstanding?.timer.nextDeadline()),
-      this.halfOpen.nextExpiry(),
-      this.reassembler.nextExpiry(),
-      ...[...this.expiries.values()].map((e) => e.at),
-    );
+    // Loops, not spread arguments: there may be more entries than a call takes arguments.
+    let next = earliest(this.halfOpen.nextExpiry(), this.reassembler.nextExpiry());
+    for (const sa of this.inFlight) next = earliest(next, sa.outstanding?.timer.nextDeadline());
+    for (const e of this.expiries.values()) next = earliest(next, e.at);
+    return next;
   }
 
   sa(saId: string): SaInfo | undefined {
     const sa = this.byId.get(saId);
     return sa ? this.info(sa) : undefined;
+  }
+
+  stats(): EngineStats {
+    return {
+      sas: this.byId.size,
+      halfOpen: this.halfOpen.size,
+      halfOpenBytes: this.halfOpen.bytes,
+      initIndex: this.initIndex.size,
+      expiring: this.expiries.size,
+      reassembling: this.reassembler.size,
+    };
+  }
+
+  /** The authenticated peer identity of an SA, as received (undefined before IKE_AUTH/GSA_AUTH). */
+  peerIdentity(saId: string): Identity | undefined {
+    return this.byId.get(saId)?.peerId;
   }
 
   /** Live SAs (failed ones kept only to answer retransmissions are left out). */
@@ -559,6 +628,7 @@ export class IkeEngine implements DatagramEngine<EngineEvent> {
       exchange,
       timer: new RequestTimer(packets, this.config.retransmit, this.now),
     };
+    this.inFlight.add(sa);
     this.transmit(sa, packets);
   }
 
@@ -778,6 +848,7 @@ export class IkeEngine implements DatagramEngine<EngineEvent> {
       if (d.kind === 'malformed') {
         o.timer.stop();
         sa.outstanding = undefined;
+        this.inFlight.delete(sa);
         sa.nextRequestId++;
         this.exchangeFailed(sa, o.exchange, { kind: 'fail', notify: NotifyType.INVALID_SYNTAX, reason: d.error.message }, true);
         return;
@@ -788,6 +859,7 @@ export class IkeEngine implements DatagramEngine<EngineEvent> {
     const outcome = this.processAll(sa, o.exchange.tasks, { header, payloads, raw, from, local });
     o.timer.stop();
     sa.outstanding = undefined;
+    this.inFlight.delete(sa);
     if (outcome.kind === 'retry') {
       if (o.exchangeType === ExchangeType.IKE_SA_INIT) {
         // Same Message ID 0, no responder SPI yet (RFC 7296 2.6).
@@ -874,14 +946,20 @@ export class IkeEngine implements DatagramEngine<EngineEvent> {
       case ExchangeType.CREATE_CHILD_SA:
         this.handleCreateChildRequest(sa, header, received(d.payloads));
         return;
-      default:
-        this.drop(from, `unsupported exchange ${exchangeName(header.exchangeType)}`);
+      default: {
+        const responder = this.config.exchangeResponders.get(header.exchangeType);
+        if (!responder) {
+          this.drop(from, `unsupported exchange ${exchangeName(header.exchangeType)}`);
+          return;
+        }
+        this.handleExtensionRequest(sa, header, received(d.payloads), responder);
+      }
     }
   }
 
   /** Protected response to request `req`, cached for retransmissions. */
   private respond(sa: IkeSa, req: IkeHeader, to: Endpoint, local: LocalEndpoint, payloads: readonly Payload[]): void {
-    const packets = this.protectedPackets(sa, this.header(sa, req.exchangeType, req.messageId, true), payloads);
+    const packets = this.protectedPackets(sa, this.header(sa, req.exchangeType, req.messageId, true), payloads).map(own);
     sa.responses.store(req.messageId, packets);
     for (const p of packets) this.send.push(this.outgoing(to, local, p));
   }
@@ -950,6 +1028,19 @@ export class IkeEngine implements DatagramEngine<EngineEvent> {
     }
   }
 
+  private handleExtensionRequest(
+    sa: IkeSa,
+    header: IkeHeader,
+    msg: ReceivedMessage,
+    responder: ExchangeResponder,
+  ): void {
+    if (sa.state !== 'established') {
+      this.drop(msg.from, `${exchangeName(header.exchangeType)} in state ${sa.state}`);
+      return;
+    }
+    this.respond(sa, header, msg.from, msg.local, responder(extensionContext(sa, this.env(), header.exchangeType), msg.payloads));
+  }
+
   private handleCreateChildRequest(sa: IkeSa, header: IkeHeader, msg: ReceivedMessage): void {
     if (!sa.established) {
       this.drop(msg.from, `CREATE_CHILD_SA in state ${sa.state}`);
@@ -997,6 +1088,9 @@ export class IkeEngine implements DatagramEngine<EngineEvent> {
         return;
       case 'liveness':
         this.events.push({ type: 'liveness-ok', saId: sa.id });
+        return;
+      case 'extension':
+        // The task handed the response to its ExtensionRequest.
         return;
       case 'delete':
         this.removeSa(sa, sa.state === 'rekeyed' ? 'rekeyed' : sa.redundant ? 'redundant' : 'local', true);
@@ -1101,6 +1195,16 @@ export class IkeEngine implements DatagramEngine<EngineEvent> {
 
   private established(sa: IkeSa, exchangeType: number, task: IkeAuthTask): void {
     sa.state = 'established';
+    // Needed only to compute and check AUTH: not worth keeping for the SA's lifetime.
+    sa.keyExchange = undefined;
+    sa.initRequest = undefined;
+    sa.initResponse = undefined;
+    sa.spiI = own(sa.spiI);
+    sa.spiR = own(sa.spiR);
+    if (sa.nonceI) sa.nonceI = own(sa.nonceI);
+    if (sa.nonceR) sa.nonceR = own(sa.nonceR);
+    if (sa.peerId) sa.peerId = { ...sa.peerId, data: own(sa.peerId.data) };
+    sa.peerCertReqs = sa.peerCertReqs.map(own);
     this.halfOpen.remove(sa.id);
     this.dropFromInitIndex(sa);
     this.events.push({
@@ -1126,6 +1230,7 @@ export class IkeEngine implements DatagramEngine<EngineEvent> {
   private adoptRekeyedSa(old: IkeSa, sa: IkeSa): void {
     sa.state = 'established';
     sa.peerId = old.peerId;
+    if (old.peerCertificate) sa.peerCertificate = old.peerCertificate;
     sa.natLocal = old.natLocal;
     sa.natRemote = old.natRemote;
     sa.peerNatT = old.peerNatT;
@@ -1146,7 +1251,7 @@ export class IkeEngine implements DatagramEngine<EngineEvent> {
     old.state = 'rekeyed';
     this.rekeys.delete(old);
     // Whatever was queued on the old SA now belongs on the new one.
-    for (const e of old.queue.splice(0)) if (e.kind === 'liveness') sa.queue.push(e);
+    for (const e of old.queue.splice(0)) if (e.kind === 'liveness' || e.kind === 'extension') sa.queue.push(e);
     this.events.push({
       type: 'sa-rekeyed',
       oldSaId: old.id,
@@ -1189,6 +1294,7 @@ export class IkeEngine implements DatagramEngine<EngineEvent> {
     this.natT.delete(sa);
     this.rekeys.delete(sa);
     this.expiries.delete(sa);
+    this.inFlight.delete(sa);
     sa.state = 'deleted';
     sa.wipe();
   }

@@ -8,6 +8,7 @@
  */
 import type { SkCipher } from '../crypto/cipher.ts';
 import type { KeyExchange } from '../crypto/ke.ts';
+import type { Certificate } from '../crypto/x509.ts';
 import type { IkeSaKeys } from '../crypto/keys.ts';
 import type { Identity } from './identity.ts';
 import type { Endpoint, LocalEndpoint } from './io-types.ts';
@@ -99,6 +100,8 @@ export class IkeSa {
   redundant = false;
   /** The peer's authenticated identity (after AUTH is verified). */
   peerId?: Identity;
+  /** The peer's validated end-entity certificate, when it authenticated with one. */
+  peerCertificate?: Certificate;
   /** Time of the last message received from the peer that passed verification. */
   lastHeardAt: number;
   readonly createdAt: number;

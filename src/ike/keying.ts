@@ -12,9 +12,30 @@ export function algorithmsOf(t: NegotiatedIkeTransforms): IkeSaAlgorithms {
   return { prf: t.prf, encr: t.encr.id, encrKeyBits: t.encr.keyLength, integ: t.integ };
 }
 
+/**
+ * The keys copied into one allocation of their own, the derived ones wiped:
+ * prf+ output is a slice of node's shared Buffer pool, which a long-lived
+ * slice would keep alive a whole 8 KiB slab for.
+ */
+function ownKeys(keys: IkeSaKeys): IkeSaKeys {
+  const names = Object.keys(keys) as (keyof IkeSaKeys)[];
+  const block = Buffer.allocUnsafeSlow(names.reduce((n, k) => n + keys[k].length, 0));
+  const out: Partial<Record<keyof IkeSaKeys, Buffer>> = {};
+  let offset = 0;
+  for (const k of names) {
+    const src = keys[k];
+    src.copy(block, offset);
+    out[k] = block.subarray(offset, offset + src.length);
+    offset += src.length;
+    src.fill(0);
+  }
+  return out as IkeSaKeys;
+}
+
 /** Stores keys and builds one cipher per direction; which is which follows the SA's role. */
-export function installKeys(sa: IkeSa, keys: IkeSaKeys, rng: RandomSource): void {
+export function installKeys(sa: IkeSa, derived: IkeSaKeys, rng: RandomSource): void {
   if (!sa.transforms) throw new Error('installKeys before transforms were negotiated');
+  const keys = ownKeys(derived);
   const alg = { encr: sa.transforms.encr.id, encrKeyBits: sa.transforms.encr.keyLength, integ: sa.transforms.integ };
   const other = sa.role === 'initiator' ? 'responder' : 'initiator';
   sa.keys = keys;

@@ -49,6 +49,7 @@ import type { AuthExtensionContext, AuthPayloadProvider, ProviderRefusal } from 
 import { pskFor, type ResolvedConfig } from '../config.ts';
 import { formatIdentity, sameIdentity, type Identity } from '../identity.ts';
 import type { IkeSa } from '../ike-sa.ts';
+import { extensionContext } from './extension.ts';
 import { certReqPayloads, readCertReqs } from './ike-cert-pre.ts';
 import { fail, OK, TaskError, type ReceivedMessage, type Task, type TaskEnv, type TaskOutcome } from './task.ts';
 
@@ -147,7 +148,8 @@ export class IkeAuthTask implements Task {
     sa.peerId = peerId;
 
     if (this.role === 'responder') {
-      this.childRequested = findPayload(msg.payloads, PayloadType.SA) !== undefined;
+      // In GSA_AUTH the SA payload is the member's SAg (RFC 9838 2.3.3), not a CHILD_SA request.
+      this.childRequested = this.exchangeType === ExchangeType.IKE_AUTH && findPayload(msg.payloads, PayloadType.SA) !== undefined;
       for (const p of this.providers) {
         const refusal = p.processRequest?.(this.extensionContext(sa, env), msg.payloads);
         if (refusal) {
@@ -157,8 +159,11 @@ export class IkeAuthTask implements Task {
       }
       return OK;
     }
-    const childError = findPayloads(msg.payloads, PayloadType.NOTIFY).find((n) => CHILD_SA_ERRORS.has(n.notifyType));
-    if (childError) this.childRefused = childError.notifyType;
+    if (this.exchangeType === ExchangeType.IKE_AUTH) {
+      // In GSA_AUTH these notifies (NO_PROPOSAL_CHOSEN) refuse the registration: the providers' business.
+      const childError = findPayloads(msg.payloads, PayloadType.NOTIFY).find((n) => CHILD_SA_ERRORS.has(n.notifyType));
+      if (childError) this.childRefused = childError.notifyType;
+    }
     for (const p of this.providers) {
       const refusal = p.processResponse?.(this.extensionContext(sa, env), msg.payloads);
       if (refusal) {
@@ -224,6 +229,7 @@ export class IkeAuthTask implements Task {
   ): TaskOutcome {
     const cfg = env.config;
     let verifier: AuthVerifier;
+    let peerCertificate: Certificate | undefined;
     if (auth.method === AuthMethod.SHARED_KEY_MIC) {
       const psk = pskFor(cfg, peer);
       if (!psk) return fail(NotifyType.AUTHENTICATION_FAILED, `no PSK for ${formatIdentity(peer)}`);
@@ -240,6 +246,7 @@ export class IkeAuthTask implements Task {
         validateCertificateChain(ee, certs.slice(1), { trustAnchors: cfg.trustAnchors, now: cfg.certificateTime(env.now) });
         assertIdentityMatchesCertificate(peer.idType, peer.data, ee);
         verifier = { kind: 'public-key', publicKey: ee.publicKey };
+        peerCertificate = ee;
       } catch (e) {
         if (e instanceof CertificateError) return fail(NotifyType.AUTHENTICATION_FAILED, `certificate: ${e.message}`);
         throw e;
@@ -253,20 +260,12 @@ export class IkeAuthTask implements Task {
       }
       throw e;
     }
+    if (peerCertificate) sa.peerCertificate = peerCertificate;
     return OK;
   }
 
   private extensionContext(sa: IkeSa, env: TaskEnv): AuthExtensionContext {
-    return {
-      saId: sa.id,
-      role: sa.role,
-      exchangeType: this.exchangeType,
-      peerId: sa.peerId,
-      localId: env.config.localId,
-      transforms: sa.transforms!,
-      skD: sa.keys!.skD,
-      now: env.now,
-    };
+    return extensionContext(sa, env, this.exchangeType);
   }
 }
 

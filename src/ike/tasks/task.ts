@@ -70,7 +70,7 @@ export interface Task {
 }
 
 /** Why an exchange runs; decides what the engine does when it completes. */
-export type ExchangeKind = 'ike-sa-init' | 'ike-auth' | 'liveness' | 'delete' | 'error-notify' | 'ike-rekey';
+export type ExchangeKind = 'ike-sa-init' | 'ike-auth' | 'liveness' | 'delete' | 'error-notify' | 'ike-rekey' | 'extension';
 
 export interface Exchange {
   readonly kind: ExchangeKind;
