@@ -3,10 +3,13 @@ import assert from 'node:assert/strict';
 import { deterministicRandom } from '../../src/crypto/random.ts';
 import { LkhTree } from '../../src/gcks/lkh.ts';
 import { planMembershipRekey } from '../../src/gcks/membership-rekey.ts';
-import { buildRekey, type RekeyContent } from '../../src/gcks/rekey-message.ts';
+import { protect } from '../../src/crypto/cipher.ts';
+import { buildRekey, rekeyHeader, rekeySignedOctets, type RekeyContent } from '../../src/gcks/rekey-message.ts';
 import { keyDownloadFrom, WorkingKeyPath } from '../../src/gm/key-path.ts';
 import { RekeyReceiver, type RekeyReceipt, type RekeySaReceiver } from '../../src/gm/rekey-receiver.ts';
-import { KwaId } from '../../src/wire/iana.ts';
+import { AuthMethod, KwaId, PayloadType } from '../../src/wire/iana.ts';
+import { encodeProtectedPrefix } from '../../src/wire/message.ts';
+import { encodePayloadChain, type Payload } from '../../src/wire/payload.ts';
 import { newRekeySa, rekeyViolations, testSigner, type SignerKind, type TestRekeySa } from '../gcks/rekey-fixtures.ts';
 
 const KWA = KwaId.KW_5649_256;
@@ -107,4 +110,34 @@ test('Implicit authentication rejects a message that carries AUTH', () => {
   const built = buildRekey({ sa: s.current.sender(signer), messageId: 0, ...s.content });
   const r = new RekeyReceiver().receive(built.datagrams[0]!, () => s.current.receiver({ kind: 'implicit' }), 0);
   assert.equal(reason(r), 'malformed');
+});
+
+test('an unsupported non-critical payload inside SK is skipped (RFC 7296 3.2); a critical one is malformed', () => {
+  const s = setup();
+  const { signer, auth } = testSigner('ed25519');
+  const header = rekeyHeader(s.current.spi, 3);
+  const build = (critical: boolean): Buffer => {
+    const unknown: Payload = { type: 200, critical: false, unknown: true, body: Buffer.from('future extension') };
+    const body: Payload[] = [s.content.gsa!, s.content.kd!, unknown];
+    const authPayload = (data: Buffer): Payload => ({ type: PayloadType.AUTH, critical: false, method: AuthMethod.DIGITAL_SIGNATURE, data });
+    const data = signer.signWithTemplate((t) => {
+      const { firstType, bytes } = encodePayloadChain([...body, authPayload(t)]);
+      return rekeySignedOctets(header, firstType, bytes);
+    });
+    const { firstType, bytes: p } = encodePayloadChain([...body, authPayload(data)]);
+    if (critical) {
+      // The unknown payload's Critical bit sits right after its generic header's Next Payload octet.
+      const gsaKd = encodePayloadChain([s.content.gsa!, s.content.kd!]).bytes.length;
+      p[gsaKd + 1] = 0x80;
+    }
+    const cipher = s.current.sender().cipher;
+    const bodyLength = cipher.ivLength + p.length + 1 + cipher.icvLength;
+    const prefix = encodeProtectedPrefix({ header, container: { type: PayloadType.SK, critical: false, innerFirst: firstType }, bodyLength });
+    return Buffer.concat([prefix, protect(cipher, prefix, p)]);
+  };
+  const lookup = (): RekeySaReceiver => s.current.receiver(auth);
+  const r = new RekeyReceiver().receive(build(false), lookup, 0);
+  assert.equal(r.status, 'accepted', JSON.stringify(r));
+  if (r.status === 'accepted') assert.deepEqual(r.kd, s.content.kd);
+  assert.equal(reason(new RekeyReceiver().receive(build(true), lookup, 0)), 'malformed');
 });
