@@ -1,6 +1,8 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { decodeCommand } from './decode.ts';
+import { gcksCommand, gmCommand } from './daemons.ts';
+import { demoCommand } from './demo.ts';
 import { EXIT_OK, EXIT_USAGE, UsageError, type CliIo, type Command } from './command.ts';
 
 /**
@@ -11,6 +13,9 @@ import { EXIT_OK, EXIT_USAGE, UsageError, type CliIo, type Command } from './com
  */
 export const commands: Readonly<Record<string, Command>> = {
   decode: decodeCommand,
+  gcks: gcksCommand,
+  gm: gmCommand,
+  demo: demoCommand,
 };
 
 export const processIo: CliIo = {
