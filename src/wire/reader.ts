@@ -60,10 +60,16 @@ export class Reader {
     this.pos += 4;
     return v;
   }
-  /** A copy of the next `n` octets (copies so decoded values never alias the input). */
+  /**
+   * A copy of the next `n` octets. Copies so decoded values never alias the
+   * input, and outside Node's shared 8 KiB buffer pool: decoded values (IDs,
+   * nonces, SPIs) are often kept for the life of an SA or a membership, and a
+   * small pooled slice would keep its whole slab alive with it.
+   */
   bytes(n: number, what = 'bytes'): Buffer {
     this.need(n, what);
-    const out = Buffer.from(this.buf.subarray(this.pos, this.pos + n));
+    const out = Buffer.allocUnsafeSlow(n);
+    out.set(this.buf.subarray(this.pos, this.pos + n));
     this.pos += n;
     return out;
   }

@@ -10,6 +10,7 @@ import { NotifyType, PayloadType } from '../../src/wire/iana.ts';
 import { decodeMessage, encodeMessage } from '../../src/wire/message.ts';
 import { decodePayloadChain, encodePayloadChain, isPayloadOf, type Payload } from '../../src/wire/payload.ts';
 import { splitDigitalSignature } from '../../src/wire/payloads/auth.ts';
+import { Reader } from '../../src/wire/reader.ts';
 import { makeNotify } from '../../src/wire/payloads/notify.ts';
 import { EncodeError } from '../../src/wire/writer.ts';
 
@@ -352,5 +353,16 @@ describe('SK / SKF must be last', () => {
         }),
       EncodeError,
     );
+  });
+});
+
+describe('decoded values own their memory', () => {
+  it('a decoded octet string is a copy that does not share a pooled slab', () => {
+    const input = Buffer.from('0102030405060708', 'hex');
+    const value = new Reader(input).bytes(4);
+    assert.equal(value.byteLength, 4);
+    assert.equal(value.buffer.byteLength, 4, 'no 8 KiB pool slab kept alive by a 4-octet value');
+    input[0] = 0xff;
+    assert.equal(value[0], 0x01, 'not an alias of the input');
   });
 });
