@@ -144,7 +144,7 @@ export async function runDemo(options: DemoOptions, io: DemoIo): Promise<number>
   const members: GmDaemon[] = [];
   const onMemberEvent = (m: DemoMember) => (e: GmServiceEvent, daemon: GmDaemon) => {
     if (e.type === 'sa-established') {
-      say(`${m.name} (${formatIdentity(daemon.config.identity)}): IKE SA ${e.spiI}/${e.spiR} with the key server, ${e.algorithms.encr}${e.algorithms.encrKeyLength ? `/${e.algorithms.encrKeyLength}` : ''}, ${e.algorithms.prf}, ${e.algorithms.ke}${e.algorithms.kwa ? `, key wrap ${e.algorithms.kwa}` : ''}\n`);
+      say(`${m.name} (${formatIdentity(daemon.config.identity)}): IKE SA ${e.spiI}/${e.spiR} with the key server, ${e.algorithms.encr}${e.algorithms.encrKeyLength ? `/${e.algorithms.encrKeyLength}` : ''}, PRF ${e.algorithms.prf}, key exchange ${e.algorithms.ke}${e.algorithms.kwa ? `, key wrap ${e.algorithms.kwa}` : ''}\n`);
       return;
     }
     if (e.type === 'error') {

@@ -36,7 +36,7 @@ describe('gikev2 demo', () => {
     assert.match(out, /^ {4}ESP SA 0x[0-9a-f]{8} outbound .*239\.1\.1\.1 udp\/5000: AES_GCM_16\/256/m);
     assert.match(out, /^ {4}Rekey SA 0x[0-9a-f]{32} inbound/m);
     assert.match(out, /^ {4}Sender-IDs 0, 1 \(16 bits\)$/m);
-    assert.match(out, /IKE SA [0-9a-f]{16}\/[0-9a-f]{16} with the key server, AES_GCM_16\/256, HMAC_SHA2_256, CURVE25519/);
+    assert.match(out, /IKE SA [0-9a-f]{16}\/[0-9a-f]{16} with the key server, AES_GCM_16\/256, PRF HMAC_SHA2_256, key exchange CURVE25519/);
     assert.match(out, /^All 3 members registered \(5 group memberships\) in [\d.]+ s\. Members per group: video: 3, control: 2\.$/m);
 
     // Keys went to the key log (one line per IKE SA, 0600) and nowhere else.
