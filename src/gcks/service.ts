@@ -15,6 +15,22 @@
  * of an inband group goes, its member is removed from that group: without
  * the SA it cannot get rekeys and considers itself excluded (Section 2.3.3).
  *
+ * Rekeying (Section 2.4): one RekeyPlanner per group. A registration places
+ * the member in the group's key tree and adds its Working Key Path to the
+ * Member Key Bag (Appendix A.2); a member that leaves, an inband member whose
+ * IKE SA goes and an operator's exclusion are excluded through the planner
+ * (new keys the excluded cannot read, Section 3.2.1); Sender-ID exhaustion
+ * excludes everyone (Section 2.5.1). Multicast GSA_REKEY datagrams go to the
+ * KEK policy's destination from its source, each copy at its planned time
+ * (queued here, released by `timeout`); GSA_INBAND_REKEY goes over each
+ * member's IKE SA with the engine's retransmission, and a member that does
+ * not answer loses the SA and with it its membership (it is excluded).
+ *
+ * Operator actions (`rekeyGroup`, `excludeMember`, `readmitMember`,
+ * `changePolicy`, `rotateSigningKey`) return the Output to send like the
+ * DatagramEngine calls; call them through the adapter (`act`). An excluded
+ * member is refused (AUTHORIZATION_FAILED) until it is readmitted.
+ *
  * Files named in the configuration (certificate, private key, trust
  * anchors, rekey signing keys) are read by the caller and passed in `deps`.
  */
@@ -29,12 +45,13 @@ import { IkeEngine, type EngineEvent, type SaInfo } from '../ike/engine.ts';
 import { formatIdentity } from '../ike/identity.ts';
 import { mergeOutputs, type DatagramEngine, type Endpoint, type LocalEndpoint, type Output, type Outgoing } from '../ike/io-types.ts';
 import type { RetransmitConfig } from '../ike/retransmit.ts';
-import { ExchangeType, nameOf, NotifyType } from '../wire/iana.ts';
-import type { Payload } from '../wire/payload.ts';
-import { makeNotify } from '../wire/payloads/notify.ts';
-import { pskForMember } from './authorize.ts';
+import { nextSpiAttribute } from '../wire/gsa.ts';
+import { ExchangeType, nameOf, NotifyType, PayloadType, ProtocolId } from '../wire/iana.ts';
+import { encodePayloadChain, type Payload } from '../wire/payload.ts';
+import { isErrorNotify, makeNotify } from '../wire/payloads/notify.ts';
+import { authorizeJoin, authorizeSender, pskForMember } from './authorize.ts';
 import type { Identity } from './config-identities.ts';
-import type { DataSecurityMode, GcksConfig } from './config.ts';
+import { DEFAULT_REKEY_PORT, type DataSecurityMode, type GcksConfig, type GroupConfig } from './config.ts';
 import { memoryCounterReservation, type CounterReservation } from './counters.ts';
 import { identityKey, type Group } from './group.ts';
 import { splitDataSecurityKeymat, type DataSecurityKeys } from './keymat.ts';
@@ -48,6 +65,17 @@ import {
   type RegistrationExchange,
   type RegistrationOutcome,
 } from './registration.ts';
+import {
+  RekeyPlanner,
+  withWorkingKeyPath,
+  type Admission,
+  type PlannerEvent,
+  type PlannerOutput,
+  type RekeyEndpoint,
+  type RekeyKind,
+  type RekeyPlannerOptions,
+  type RekeyReason,
+} from './rekey-planner.ts';
 import type { RekeySigningKey } from './signing-key.ts';
 
 /** Default wait before closing a registration IKE SA of a multicast-rekeyed group. */
@@ -83,7 +111,71 @@ export interface GcksServiceDeps {
    * (GSA, KD, [N]) just before they are encrypted. For tests and `--dump`;
    * the KD holds only wrapped keys.
    */
-  readonly inspectResponse?: (exchange: RegistrationExchange, payloads: readonly Payload[], context: { readonly saId: string; readonly group: string; readonly member: string; readonly groupSender: number | undefined }) => void;
+  readonly inspectResponse?: (
+    exchange: RegistrationExchange,
+    payloads: readonly Payload[],
+    context: {
+      readonly saId: string;
+      readonly group: string;
+      readonly member: string;
+      readonly groupSender: number | undefined;
+      /** The Member Key Bag carries the member's Working Key Path (LKH). */
+      readonly keyTree: boolean;
+    },
+  ) => void;
+  /**
+   * Rekey planner tuning (lead time, jitter, copies and spacing of GSA_REKEY,
+   * fragmentation, LKH arity, rekey on join, GSA_NEXT_SPI), for every group
+   * or per group name. Default: the planner's defaults.
+   */
+  readonly rekey?: RekeyPlannerOptions | ((groupName: string) => RekeyPlannerOptions | undefined);
+}
+
+/** Why a member was excluded from a group. */
+export type ExclusionCause =
+  /** excludeMember. */
+  | 'operator'
+  /** It left (GSA_REGISTRATION with IDg + notify). */
+  | 'left'
+  /** Inband group: its IKE SA went away (closed, or it stopped answering). */
+  | 'ike-sa-lost'
+  /** Inband group: no IKE SA to send a GSA_INBAND_REKEY over. */
+  | 'unreachable'
+  /** Everyone went: Sender-IDs exhausted or a policy change members cannot follow. */
+  | 'start-over';
+
+/** What the rekey side of the key server reports (never key material). */
+export type GcksRekeyEvent =
+  | {
+      /** A GSA_REKEY's first transmission left, or GSA_INBAND_REKEY requests were queued. */
+      readonly type: 'rekey-sent';
+      readonly at: number;
+      readonly group: string;
+      readonly reason: RekeyReason;
+      readonly transport: 'multicast' | 'inband';
+      /** Multicast: the Rekey SA it was protected with and its Message ID. */
+      readonly rekeySpi?: string | undefined;
+      readonly messageId?: number | undefined;
+      /** Multicast: message size (unfragmented); inband: total request payload octets over all members. */
+      readonly octets: number;
+      /** Multicast: transmissions planned (first + copies); inband: members sent to. */
+      readonly copies: number;
+      readonly destination?: RekeyEndpoint | undefined;
+    }
+  | { readonly type: 'member-excluded'; readonly at: number; readonly group: string; readonly member: string; readonly cause: ExclusionCause }
+  | {
+      /** A member did not acknowledge a GSA_INBAND_REKEY (its IKE SA timed out or went); it is removed. */
+      readonly type: 'inband-rekey-failed';
+      readonly at: number;
+      readonly group: string;
+      readonly member: string;
+      readonly saId: string;
+      readonly reason: string;
+    }
+  | Exclude<PlannerEvent, { type: 'members-excluded' }>;
+
+export class GcksOperatorError extends Error {
+  override readonly name = 'GcksOperatorError';
 }
 
 type MemberRegistered = Extract<GcksEvent, { type: 'member-registered' }>;
@@ -106,7 +198,8 @@ export type GcksServiceEvent =
       /** The member asked (GSA_REGISTRATION with IDg + notify), or its inband group's IKE SA went away. */
       readonly cause: 'member-request' | 'ike-sa-closed';
     })
-  | Extract<GcksEvent, { type: 'sender-ids-exhausted' }>;
+  | Extract<GcksEvent, { type: 'sender-ids-exhausted' }>
+  | GcksRekeyEvent;
 
 export interface GcksGroupSummary {
   readonly name: string;
@@ -150,6 +243,21 @@ export interface GcksGroupKeys {
   }[];
 }
 
+/** One datagram of a GSA_REKEY waiting for its planned transmission time. */
+interface QueuedDatagram {
+  readonly at: number;
+  readonly order: number;
+  readonly send: Outgoing;
+  /** Set on the first datagram of the first transmission: reported as rekey-sent when it leaves. */
+  readonly report?: Extract<GcksRekeyEvent, { type: 'rekey-sent' }> | undefined;
+}
+
+/** A GSA_INBAND_REKEY in flight over an SA. */
+interface InbandInFlight {
+  readonly group: string;
+  readonly member: Identity;
+}
+
 /** Per registration IKE SA. */
 interface Session {
   /** The authenticated member on this SA. */
@@ -177,17 +285,40 @@ export class GcksService implements DatagramEngine<GcksServiceEvent> {
   private pending: GcksServiceEvent[] = [];
   /** GSA_AUTH: the provider's answer between processRequest and buildResponse, by SA. */
   private readonly authAnswers = new Map<string, readonly Payload[]>();
+  /** One rekey planner per group, by group name. */
+  private readonly planners = new Map<string, RekeyPlanner>();
+  /** GSA_REKEY datagrams with their transmission times, in order. */
+  private multicastQueue: QueuedDatagram[] = [];
+  private queueOrder = 0;
+  /** Planner work arising inside an engine call (registration, leave), done once the engine returned. */
+  private deferred: ((now: number) => Output<GcksServiceEvent>)[] = [];
+  /** GSA_INBAND_REKEY requests awaiting their response, by SA. */
+  private readonly inbandInFlight = new Map<string, InbandInFlight[]>();
+  /** Members the operator excluded: refused until readmitted (group name -> identity keys). */
+  private readonly barred = new Map<string, Set<string>>();
+  /** GSK_w values handed to the planner for inband wrapping; zeroed after each planner call. */
+  private issuedKeys: Buffer[] = [];
+  /** The `now` of the call in progress (planner callbacks need it). */
+  private currentNow: number;
 
   constructor(config: GcksConfig, deps: GcksServiceDeps) {
     this.config = config;
     this.closeGraceMs = deps.closeGraceMs ?? DEFAULT_CLOSE_GRACE_MS;
     this.unusedSaTimeoutMs = deps.unusedSaTimeoutMs ?? DEFAULT_UNUSED_SA_TIMEOUT_MS;
     this.inspect = deps.inspectResponse;
+    this.currentNow = deps.now ?? 0;
     this.directory = createGroupDirectory(
       config.groups,
       { counters: deps.counters ?? memoryCounterReservation(), rng: deps.rng, ...(deps.signingKeyFor ? { signingKeyFor: deps.signingKeyFor } : {}) },
       deps.now ?? 0,
     );
+    for (const group of this.directory.groups) {
+      const options = typeof deps.rekey === 'function' ? deps.rekey(group.name) : deps.rekey;
+      this.planners.set(
+        group.name,
+        new RekeyPlanner(group, { rng: deps.rng, inbandDelivery: (member) => this.inbandDelivery(group.name, member) }, options ?? {}, deps.now ?? 0),
+      );
+    }
     const provider: AuthPayloadProvider = {
       name: 'gcks-registration',
       processRequest: (ctx, payloads) => this.onGsaAuth(ctx, payloads),
@@ -208,7 +339,7 @@ export class GcksService implements DatagramEngine<GcksServiceEvent> {
       gsaAuthProviders: [provider],
       // A standard IKEv2 stack's childless IKE_AUTH is accepted; GSA_REGISTRATION follows on it.
       ikeAuthProviders: [],
-      exchangeResponders: new Map([[ExchangeType.GSA_REGISTRATION, (ctx, payloads) => this.onGsaRegistration(ctx, payloads)]]),
+      exchangeResponders: new Map([[ExchangeType.GSA_REGISTRATION, (ctx: AuthExtensionContext, payloads: readonly Payload[]) => this.onGsaRegistration(ctx, payloads)]]),
       ...(deps.retransmit ? { retransmit: deps.retransmit } : {}),
       keylog: deps.keylog ?? false,
       rng: deps.rng,
@@ -219,10 +350,12 @@ export class GcksService implements DatagramEngine<GcksServiceEvent> {
   // ------------------------------------------------------------------ DatagramEngine
 
   receive(data: Buffer, from: Endpoint, local: LocalEndpoint, now: number): Output<GcksServiceEvent> {
-    return this.wrap(now, this.engine.receive(data, from, local, now));
+    this.currentNow = now;
+    return this.settle(now, [this.wrap(now, this.engine.receive(data, from, local, now))]);
   }
 
   timeout(now: number): Output<GcksServiceEvent> {
+    this.currentNow = now;
     const outputs: Output<GcksServiceEvent>[] = [this.wrap(now, this.engine.timeout(now))];
     for (const [saId, s] of [...this.sessions]) {
       if (s.closeAt !== undefined && s.closeAt <= now) {
@@ -230,18 +363,110 @@ export class GcksService implements DatagramEngine<GcksServiceEvent> {
         outputs.push(this.wrap(now, this.engine.deleteSa(saId, now)));
       }
     }
-    return mergeOutputs(...outputs);
+    for (const planner of this.planners.values()) {
+      const due = planner.nextDeadline();
+      if (due !== undefined && due <= now) outputs.push(this.applyPlan(this.withIssuedKeys(() => planner.tick(now)), now));
+    }
+    return this.settle(now, outputs);
   }
 
   nextTimeout(): number | undefined {
     let t = this.engine.nextTimeout();
-    for (const s of this.sessions.values()) if (s.closeAt !== undefined && (t === undefined || s.closeAt < t)) t = s.closeAt;
+    const earlier = (x: number | undefined): void => {
+      if (x !== undefined && (t === undefined || x < t)) t = x;
+    };
+    for (const s of this.sessions.values()) earlier(s.closeAt);
+    for (const p of this.planners.values()) earlier(p.nextDeadline());
+    earlier(this.multicastQueue[0]?.at);
+    if (this.deferred.length > 0) earlier(this.currentNow);
     return t;
   }
 
   /** Closes every IKE SA (shutdown); members of multicast groups keep their keys. */
   closeAll(now: number): Output<GcksServiceEvent> {
-    return mergeOutputs(...this.engine.list().map((sa) => this.wrap(now, this.engine.deleteSa(sa.saId, now))));
+    this.currentNow = now;
+    return this.settle(now, this.engine.list().map((sa) => this.wrap(now, this.engine.deleteSa(sa.saId, now))));
+  }
+
+  // ------------------------------------------------------------------ operator actions
+
+  /**
+   * Rekeys a group now: 'tek' (Data-Security SAs), 'kek' (the Rekey SA,
+   * multicast groups) or 'all'. `group`: name or IDg text. Throws
+   * GcksOperatorError for an unknown group, RekeyPlannerError for 'kek' or
+   * 'all' on an inband group.
+   */
+  rekeyGroup(group: string, kind: RekeyKind, now: number): Output<GcksServiceEvent> {
+    const planner = this.plannerOf(group);
+    this.currentNow = now;
+    return this.settle(now, [this.applyPlan(this.withIssuedKeys(() => planner.rekeyNow(kind, now)), now)]);
+  }
+
+  /**
+   * Excludes a member (identity as formatIdentity prints it, or an Identity)
+   * so that it cannot read the group's traffic from now on: LKH rekey for
+   * multicast groups (two messages, Section 3.2.1), new TEKs to the others
+   * and a Delete GIKE_UPDATE SPI 0 to it for inband groups. It is refused
+   * when it registers again until `readmitMember`, unless `readmit` is true.
+   */
+  excludeMember(group: string, member: string | Identity, now: number, options: { readonly readmit?: boolean } = {}): Output<GcksServiceEvent> {
+    const planner = this.plannerOf(group);
+    const g = planner.group;
+    const id = typeof member === 'string' ? this.memberIdentity(g, member) : member;
+    if (!id) throw new GcksOperatorError(`group ${g.name} has no member ${String(member)}`);
+    this.currentNow = now;
+    if (!options.readmit) {
+      const set = this.barred.get(g.name) ?? new Set<string>();
+      set.add(identityKey(id));
+      this.barred.set(g.name, set);
+    }
+    return this.settle(now, [this.excludeThrough(planner, [id], 'operator', now)]);
+  }
+
+  /** Lets an excluded member register again. True when it was barred. */
+  readmitMember(group: string, member: string | Identity): boolean {
+    const g = this.plannerOf(group).group;
+    const set = this.barred.get(g.name);
+    if (!set) return false;
+    if (typeof member !== 'string') return set.delete(identityKey(member));
+    for (const key of set) {
+      const [idType, hex] = key.split(':');
+      if (formatIdentity({ idType: Number(idType), data: Buffer.from(hex ?? '', 'hex') }) === member) return set.delete(key);
+    }
+    return false;
+  }
+
+  /**
+   * A changed policy for a configured group (same name and IDg): new KEK and
+   * TEKs under it in one rekey, or, when members cannot follow (Sender-ID
+   * bits, the key tree's KWA), everyone is excluded and registers again.
+   */
+  changePolicy(config: GroupConfig, now: number): Output<GcksServiceEvent> {
+    const planner = this.plannerOf(config.name);
+    const g = planner.group;
+    if (identityKey(g.config.id) !== identityKey(config.id)) throw new GcksOperatorError(`group ${g.name}: the IDg cannot change (define a new group)`);
+    if ((g.config.rekey.kind === 'multicast') !== (config.rekey.kind === 'multicast')) {
+      throw new GcksOperatorError(`group ${g.name}: cannot switch between multicast and inband rekey (define a new group)`);
+    }
+    this.currentNow = now;
+    return this.settle(now, [this.applyPlan(this.withIssuedKeys(() => planner.changePolicy(config, now)), now, 'start-over')]);
+  }
+
+  /**
+   * AUTH_KEY rollover (Section 2.4.1): a KEK rekey carrying the new public
+   * key, signed with the current one; later rekeys and registrations use the
+   * new key. Same signature algorithm only.
+   */
+  rotateSigningKey(group: string, key: RekeySigningKey, now: number): Output<GcksServiceEvent> {
+    const planner = this.plannerOf(group);
+    this.currentNow = now;
+    return this.settle(now, [this.applyPlan(planner.rotateSigningKey(key, now), now)]);
+  }
+
+  /** The group's rekey planner (key tree, announced SPIs, next deadline); for diagnostics and tests. */
+  planner(group: string): RekeyPlanner | undefined {
+    const g = this.findGroup(group);
+    return g && this.planners.get(g.name);
   }
 
   // ------------------------------------------------------------------ queries
@@ -346,6 +571,9 @@ export class GcksService implements DatagramEngine<GcksServiceEvent> {
       const left = leaveGroup(this.directory, { member: { id: peerId }, groupId: request.groupId, notify: request.notify, now: ctx.now });
       for (const e of left.events) {
         if (e.type !== 'member-left') continue;
+        // Forward access control (Section 3.2.1): what it held must not read what comes next.
+        const planner = this.planners.get(e.group);
+        if (planner) this.deferred.push((now) => this.excludeThrough(planner, [peerId], 'left', now));
         this.forgetMembership(e.group, peerId, ctx.saId);
         this.pending.push({ ...e, saId: ctx.saId, cause: 'member-request' });
       }
@@ -358,9 +586,20 @@ export class GcksService implements DatagramEngine<GcksServiceEvent> {
       // RFC 9838 Section 4.5.4: the KWA MUST be negotiated in IKE_SA_INIT; without one no key can be sent.
       return refuse(NotifyType.NO_PROPOSAL_CHOSEN, 'no Key Wrap Algorithm was negotiated in IKE_SA_INIT', this.directory.find(request.groupId)?.name);
     }
+    const target = this.directory.find(request.groupId);
+    if (target && this.barred.get(target.name)?.has(identityKey(peerId))) {
+      return refuse(NotifyType.AUTHORIZATION_FAILED, 'excluded from the group by the operator', target.name);
+    }
     const gskW = deriveGskW(ctx.transforms.prf, ctx.skD, kwaKeyLength(kwa));
     let outcome: RegistrationOutcome;
+    let admission: Admission | undefined;
     try {
+      // The key tree places only members registration will accept (the checks that come later can still refuse).
+      if (target && this.mayAdmit(target, { id: peerId, certificate: ctx.peerCertificate }, request.groupSender)) {
+        admission = this.planners.get(target.name)?.admitMember(peerId, { kwa, gskW }, ctx.now);
+        const joined = admission?.output;
+        if (joined && joined.actions.length + joined.events.length > 0) this.deferred.push((now) => this.applyPlan(joined, now));
+      }
       outcome = registerMember(this.directory, {
         member: { id: peerId, certificate: ctx.peerCertificate },
         groupId: request.groupId,
@@ -375,7 +614,11 @@ export class GcksService implements DatagramEngine<GcksServiceEvent> {
       gskW.fill(0);
     }
     for (const e of outcome.events) {
-      if (e.type === 'sender-ids-exhausted') this.pending.push(e);
+      if (e.type !== 'sender-ids-exhausted') continue;
+      this.pending.push(e);
+      // Section 2.5.1: start over; every member registers again and gets Sender-IDs under new TEKs.
+      const planner = this.planners.get(e.group);
+      if (planner) this.deferred.push((now) => this.applyPlan(this.withIssuedKeys(() => planner.excludeEveryone(now, 'sender-ids-exhausted')), now, 'start-over'));
     }
     if (outcome.kind === 'rejected') {
       const rejected = outcome.events.find((e): e is RegistrationRejected => e.type === 'registration-rejected');
@@ -399,9 +642,12 @@ export class GcksService implements DatagramEngine<GcksServiceEvent> {
         dataSecuritySpis: group.dataSecuritySas.map((t) => t.spi.toString('hex')),
       });
     }
-    this.inspect?.(exchange, outcome.payloads, { saId: ctx.saId, group: group.name, member, groupSender: request.groupSender });
+    const wrapKeys = admission?.wrapKeys ?? [];
+    const announced = this.planners.get(group.name)?.announcedNextSpis;
+    const response = withWorkingKeyPath(announced ? withNextSpis(outcome.payloads, group, announced) : outcome.payloads, wrapKeys, exchange, request.groupSender);
+    this.inspect?.(exchange, response, { saId: ctx.saId, group: group.name, member, groupSender: request.groupSender, keyTree: wrapKeys.length > 0 });
     this.scheduleClose(session, ctx.now);
-    return { payloads: outcome.payloads };
+    return { payloads: response };
   }
 
   private session(saId: string, peerId: Identity): Session {
@@ -477,11 +723,15 @@ export class GcksService implements DatagramEngine<GcksServiceEvent> {
         return;
       }
       case 'sa-deleted':
+        this.inbandFailed(e.saId, `IKE SA deleted (${e.reason})`, now, events);
         this.sessionGone(e.saId, now, events);
         return;
       case 'exchange-failed':
         // A responder SA that failed authentication never had a session; an SA that timed out is gone.
-        if (e.notify === 'TIMEOUT') this.sessionGone(e.saId, now, events);
+        if (e.notify === 'TIMEOUT') {
+          this.inbandFailed(e.saId, `${e.exchange}: ${e.reason}`, now, events);
+          this.sessionGone(e.saId, now, events);
+        }
         return;
       default:
         return;
@@ -497,8 +747,13 @@ export class GcksService implements DatagramEngine<GcksServiceEvent> {
       const key = `${groupName}|${identityKey(s.peerId)}`;
       if (this.inbandSa.get(key) !== saId) continue;
       this.inbandSa.delete(key);
-      const wasMember = this.findGroup(groupName)?.removeMember(s.peerId) ?? false;
+      const wasMember = this.findGroup(groupName)?.member(s.peerId) !== undefined;
       if (!wasMember) continue;
+      // Without the SA it gets no rekeys (Section 2.3.3): excluded, the others get new TEKs.
+      const planner = this.planners.get(groupName);
+      const peerId = s.peerId;
+      if (planner) this.deferred.push((at) => this.excludeThrough(planner, [peerId], 'ike-sa-lost', at));
+      else this.findGroup(groupName)?.removeMember(peerId);
       events.push({
         type: 'member-left',
         at: now,
@@ -511,4 +766,235 @@ export class GcksService implements DatagramEngine<GcksServiceEvent> {
       });
     }
   }
+
+  // ------------------------------------------------------------------ rekeying
+
+  /** Drains deferred planner work and releases due GSA_REKEY datagrams. */
+  private settle(now: number, outputs: Output<GcksServiceEvent>[]): Output<GcksServiceEvent> {
+    for (let guard = 0; this.deferred.length > 0 && guard < 10_000; guard++) {
+      const work = this.deferred.shift()!;
+      outputs.push(work(now));
+    }
+    outputs.push(this.releaseDue(now));
+    return mergeOutputs(...outputs);
+  }
+
+  private plannerOf(group: string): RekeyPlanner {
+    const g = this.findGroup(group);
+    const planner = g && this.planners.get(g.name);
+    if (!planner) throw new GcksOperatorError(`no group ${group}`);
+    return planner;
+  }
+
+  private memberIdentity(g: Group, text: string): Identity | undefined {
+    for (const m of g.members.values()) if (formatIdentity(m.id) === text) return m.id;
+    return undefined;
+  }
+
+  /** The registration checks that come before the key tree may place a member (registration.ts order). */
+  private mayAdmit(g: Group, member: { readonly id: Identity; readonly certificate: AuthExtensionContext['peerCertificate'] }, groupSender: number | undefined): boolean {
+    if (!authorizeJoin(g.config.members, member).allowed) return false;
+    if (groupSender !== undefined && !authorizeSender(g.config.senders, member).allowed) return false;
+    return g.member(member.id) !== undefined || !g.isFull;
+  }
+
+  /** Excludes through the planner, then forgets the members' inband bindings. */
+  private excludeThrough(planner: RekeyPlanner, members: readonly Identity[], cause: ExclusionCause, now: number): Output<GcksServiceEvent> {
+    const out = this.applyPlan(this.withIssuedKeys(() => planner.excludeMembers(members, now)), now, cause);
+    for (const id of members) this.unbindInband(planner.group.name, id, now);
+    return out;
+  }
+
+  /** An inband member's binding to its SA goes; the SA closes after the grace period if nothing else holds it. */
+  private unbindInband(groupName: string, id: Identity, now: number): void {
+    const key = `${groupName}|${identityKey(id)}`;
+    const saId = this.inbandSa.get(key);
+    if (saId === undefined) return;
+    this.inbandSa.delete(key);
+    const s = this.sessions.get(saId);
+    if (!s) return;
+    s.inband.delete(groupName);
+    s.groups.delete(groupName);
+    if (s.inband.size === 0 && s.closeAt === undefined) s.closeAt = now + this.closeGraceMs;
+  }
+
+  /** Planner callback: KWA and GSK_w of the inband member's current IKE SA (Section 3.1.1). */
+  private inbandDelivery(groupName: string, member: Identity): { readonly kwa: number; readonly gskW: Buffer } | undefined {
+    const saId = this.inbandSa.get(`${groupName}|${identityKey(member)}`);
+    if (saId === undefined) return undefined;
+    const ctx = this.engine.extensionContext(saId, ExchangeType.GSA_INBAND_REKEY, this.currentNow);
+    const kwa = ctx?.transforms.kwa;
+    if (!ctx || kwa === undefined) return undefined;
+    const gskW = deriveGskW(ctx.transforms.prf, ctx.skD, kwaKeyLength(kwa));
+    this.issuedKeys.push(gskW);
+    return { kwa, gskW };
+  }
+
+  private withIssuedKeys(plan: () => PlannerOutput): PlannerOutput {
+    try {
+      return plan();
+    } finally {
+      for (const k of this.issuedKeys) k.fill(0);
+      this.issuedKeys = [];
+    }
+  }
+
+  /** Turns a planner's actions into datagrams (queued by time) and GSA_INBAND_REKEY requests. */
+  private applyPlan(plan: PlannerOutput, now: number, cause: ExclusionCause = 'operator'): Output<GcksServiceEvent> {
+    const events: GcksServiceEvent[] = [];
+    const outputs: Output<GcksServiceEvent>[] = [];
+    for (const e of plan.events) {
+      if (e.type === 'members-excluded') {
+        for (const member of e.members) events.push({ type: 'member-excluded', at: e.at, group: e.group, member, cause });
+        continue;
+      }
+      if (e.type === 'all-members-excluded') this.forgetInbandGroup(e.group, now);
+      events.push(e);
+    }
+    for (const action of plan.actions) {
+      if (action.kind === 'multicast') {
+        const to = { address: action.destination.address, port: action.destination.port || DEFAULT_REKEY_PORT };
+        const wildcard = action.source.address === '0.0.0.0' || action.source.address === '::';
+        const local = wildcard ? undefined : { address: action.source.address, port: action.source.port };
+        action.sendAt.forEach((at, copy) => {
+          action.datagrams.forEach((data, i) => {
+            const report =
+              copy === 0 && i === 0
+                ? {
+                    type: 'rekey-sent' as const,
+                    at,
+                    group: action.group,
+                    reason: action.reason,
+                    transport: 'multicast' as const,
+                    rekeySpi: action.rekeySpi.toString('hex'),
+                    messageId: action.messageId,
+                    octets: action.messageLength,
+                    copies: action.sendAt.length,
+                    destination: to,
+                  }
+                : undefined;
+            this.multicastQueue.push({ at, order: this.queueOrder++, send: local ? { to, local, data } : { to, data }, report });
+          });
+        });
+        continue;
+      }
+      let octets = 0;
+      let sent = 0;
+      const unreachable = [...action.unreachable];
+      for (const d of action.deliveries) {
+        const saId = this.inbandSa.get(`${action.group}|${identityKey(d.member)}`);
+        const payloads = [...d.payloads];
+        const queued =
+          saId !== undefined &&
+          this.requestInband(saId, action.group, d.member, payloads, now, (out) => {
+            outputs.push(out);
+          });
+        if (!queued) {
+          unreachable.push(d.member);
+          continue;
+        }
+        sent++;
+        octets += payloads.length === 0 ? 0 : encodePayloadChain(payloads).bytes.length;
+      }
+      for (const id of unreachable) {
+        // Helper note: members without an IKE SA are removed; they re-register.
+        if (this.findGroup(action.group)?.removeMember(id)) {
+          events.push({ type: 'member-excluded', at: now, group: action.group, member: formatIdentity(id), cause: 'unreachable' });
+        }
+        this.unbindInband(action.group, id, now);
+      }
+      if (sent > 0) events.push({ type: 'rekey-sent', at: now, group: action.group, reason: action.reason, transport: 'inband', octets, copies: sent });
+    }
+    this.multicastQueue.sort((a, b) => a.at - b.at || a.order - b.order);
+    return mergeOutputs({ send: [], events }, ...outputs, this.releaseDue(now));
+  }
+
+  /** Queues a GSA_INBAND_REKEY over the member's SA; false when the SA cannot take it. */
+  private requestInband(saId: string, group: string, member: Identity, payloads: readonly Payload[], now: number, emit: (out: Output<GcksServiceEvent>) => void): boolean {
+    const out = this.engine.requestExchange(
+      saId,
+      {
+        exchangeType: ExchangeType.GSA_INBAND_REKEY,
+        build: () => [...payloads],
+        onResponse: (ctx, response) => {
+          this.settleInband(ctx.saId, group, member);
+          const error = response.find((p) => p.type === PayloadType.NOTIFY && 'notifyType' in p && isErrorNotify(p));
+          if (error && 'notifyType' in error) {
+            // The member could not apply it: it holds stale keys, so it goes (and registers again).
+            this.pending.push({ type: 'inband-rekey-failed', at: ctx.now, group, member: formatIdentity(member), saId: ctx.saId, reason: `member answered ${nameOf(NotifyType, error.notifyType)}` });
+            const planner = this.planners.get(group);
+            if (planner) this.deferred.push((at) => this.excludeThrough(planner, [member], 'unreachable', at));
+          }
+        },
+      },
+      now,
+    );
+    if (!out.queued) return false;
+    const list = this.inbandInFlight.get(saId) ?? [];
+    list.push({ group, member });
+    this.inbandInFlight.set(saId, list);
+    emit(this.wrap(now, out));
+    return true;
+  }
+
+  private settleInband(saId: string, group: string, member: Identity): void {
+    const list = this.inbandInFlight.get(saId);
+    if (!list) return;
+    const i = list.findIndex((x) => x.group === group && identityKey(x.member) === identityKey(member));
+    if (i >= 0) list.splice(i, 1);
+    if (list.length === 0) this.inbandInFlight.delete(saId);
+  }
+
+  private inbandFailed(saId: string, reason: string, now: number, events: GcksServiceEvent[]): void {
+    const list = this.inbandInFlight.get(saId);
+    if (!list) return;
+    this.inbandInFlight.delete(saId);
+    for (const x of list) events.push({ type: 'inband-rekey-failed', at: now, group: x.group, member: formatIdentity(x.member), saId, reason });
+  }
+
+  /** After excluding everyone: no inband member holds the group over its SA any more. */
+  private forgetInbandGroup(groupName: string, now: number): void {
+    for (const key of [...this.inbandSa.keys()]) {
+      if (!key.startsWith(`${groupName}|`)) continue;
+      const saId = this.inbandSa.get(key)!;
+      this.inbandSa.delete(key);
+      const s = this.sessions.get(saId);
+      if (!s) continue;
+      s.inband.delete(groupName);
+      s.groups.delete(groupName);
+      if (s.inband.size === 0 && s.closeAt === undefined) s.closeAt = now + this.closeGraceMs;
+    }
+  }
+
+  /** Sends the GSA_REKEY datagrams whose time has come. */
+  private releaseDue(now: number): Output<GcksServiceEvent> {
+    const send: Outgoing[] = [];
+    const events: GcksServiceEvent[] = [];
+    let n = 0;
+    while (n < this.multicastQueue.length && this.multicastQueue[n]!.at <= now) {
+      const q = this.multicastQueue[n++]!;
+      send.push(q.send);
+      if (q.report) events.push({ ...q.report, at: now });
+    }
+    if (n > 0) this.multicastQueue = this.multicastQueue.slice(n);
+    return { send, events };
+  }
+}
+
+/**
+ * GSA_NEXT_SPI in a registration's GSA (allowed there with multicast rekey,
+ * Section 5 table): a member that misses the very next rekey can then tell
+ * from the new Rekey SA's SPI (Section 4.4.2.2.3).
+ */
+function withNextSpis(payloads: readonly Payload[], group: Group, next: RekeyPlanner['announcedNextSpis']): Payload[] {
+  if (!group.rekeySa) return [...payloads];
+  return payloads.map((p): Payload => {
+    if (p.type !== PayloadType.GSA || !('policies' in p)) return p;
+    const policies = p.policies.map((policy) => {
+      if (policy.kind !== 'sa') return policy;
+      const spi = policy.protocol === ProtocolId.GIKE_UPDATE ? next.kek : next.teks[group.dataSecuritySas.findIndex((t) => t.spi.equals(policy.spi))];
+      return spi ? { ...policy, attributes: [...policy.attributes, nextSpiAttribute(spi)] } : policy;
+    });
+    return { ...p, policies };
+  });
 }

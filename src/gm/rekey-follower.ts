@@ -37,6 +37,7 @@ import { rekeySaAlgorithms, splitDataSecurityKeymat } from '../gcks/keymat.ts';
 import { encrOfTransform, type EncrAlgorithm } from '../gcks/transform-names.ts';
 import { usesCounterMode } from '../wire/cipher-classes.ts';
 import { DecodeError } from '../wire/errors.ts';
+import type { TrafficSelector } from '../wire/traffic-selector.ts';
 import {
   activationTimeDelay,
   deactivationTimeDelay,
@@ -79,6 +80,9 @@ export interface FollowedRekeySa {
   readonly lastMessageId?: number | undefined;
   /** Set once a successor arrived: silently deleted then (DTD). */
   readonly retireAt?: number | undefined;
+  /** The KEK policy's traffic selectors: where its GSA_REKEY messages come from and go to. */
+  readonly source?: TrafficSelector | undefined;
+  readonly destination?: TrafficSelector | undefined;
 }
 
 export interface FollowedDataSecuritySa extends InstalledDataSecuritySa {
@@ -205,6 +209,8 @@ export class RekeyFollower {
         expiresAt: table.rekeySa?.expiresAt,
         softAt: table.rekeySa?.expiresAt === undefined ? undefined : softDeadline(now, table.rekeySa.expiresAt, rng),
         initialMessageId: k.initialMessageId,
+        source: k.source,
+        destination: k.destination,
       };
       // Section 3.3: a Key Path ending at GSK_w becomes the whole Working Key Path (registration).
       const wrapKeys = (kd?.keyBags ?? []).flatMap((b) => (b.kind === 'member' ? wrapKeysOf(b) : []));
@@ -574,6 +580,7 @@ function applyContent(s: FollowerState, content: Content, ctx: ApplyContext): Ap
     });
   }
 
+  const arrived = new Set([...(kekPolicy ? [kekKey(kekPolicy.spi)] : []), ...installedNow.map((sa) => tekKey(sa.protocolId, sa.spi))]);
   const next: FollowerState = {
     ...s,
     rekeySa,
@@ -582,7 +589,8 @@ function applyContent(s: FollowerState, content: Content, ctx: ApplyContext): Ap
     path,
     activationDelaySeconds: atd,
     deactivationDelaySeconds: dtd,
-    announcedSpis: gsa ? [...new Set([...s.announcedSpis, ...announcedIn(gsa)])] : s.announcedSpis,
+    // An announced SPI that arrived in a rekey is no sign of a lost one any more (e.g. a late copy after its DTD).
+    announcedSpis: gsa ? [...new Set([...s.announcedSpis, ...announcedIn(gsa)])].filter((x) => !arrived.has(x)) : s.announcedSpis,
     reported: [...reported],
   };
   if (excludedByDelete) {
@@ -641,6 +649,8 @@ function newRekeySa(p: SaPolicy, keymat: Buffer, auth: RekeyAuthentication, now:
     softAt: expiresAt === undefined ? undefined : softDeadline(now, expiresAt, rng),
     // Section 2.4.1.3: the first message over a new Rekey SA has Message ID 0.
     initialMessageId: initialMessageId(p) ?? 0,
+    source: p.source,
+    destination: p.destination,
   };
 }
 

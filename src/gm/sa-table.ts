@@ -116,6 +116,24 @@ export function buildGroupSaTable(groupId: Identity, role: MemberRole, material:
   };
 }
 
+/** The 'keys' event for a group's table: what is installed, without key octets. */
+export function keysEvent(table: GroupSaTable, now: number): Extract<GmEvent, { type: 'keys' }> {
+  return {
+    type: 'keys',
+    at: now,
+    group: formatIdentity(table.groupId),
+    rekeySpi: table.rekeySa?.spi.toString('hex'),
+    dataSecurity: table.dataSecurity.map((sa) => ({
+      protocol: nameOf(ProtocolId, sa.protocolId),
+      spi: sa.spi.toString('hex'),
+      direction: sa.direction,
+      algorithm: sa.encryption ? encrLabel(sa.encryption) : `INTEG ${sa.integrity}`,
+      expiresAt: sa.expiresAt,
+    })),
+    senderIds: table.senderIds,
+  };
+}
+
 /** Per-group tables of one member. */
 export class SaTable {
   private readonly tables = new Map<string, GroupSaTable>();
@@ -163,21 +181,16 @@ export class SaTable {
         rekeyAuthentication: table.rekeySa?.authKey ? table.rekeySa.authKey.algorithm.scheme : table.rekeySa ? 'implicit' : undefined,
         senderIdBits: table.senderIdBits,
       },
-      {
-        type: 'keys',
-        at: now,
-        group,
-        rekeySpi: table.rekeySa?.spi.toString('hex'),
-        dataSecurity: table.dataSecurity.map((sa) => ({
-          protocol: nameOf(ProtocolId, sa.protocolId),
-          spi: sa.spi.toString('hex'),
-          direction: sa.direction,
-          algorithm: sa.encryption ? encrLabel(sa.encryption) : `INTEG ${sa.integrity}`,
-          expiresAt: sa.expiresAt,
-        })),
-        senderIds: table.senderIds,
-      },
+      keysEvent(table, now),
     ];
+  }
+
+  /**
+   * Puts a group's table as the rekey follower holds it now (GSA_REKEY and
+   * GSA_INBAND_REKEY change SAs between registrations).
+   */
+  replace(table: GroupSaTable): void {
+    this.tables.set(groupKey(table.groupId), table);
   }
 
   /** Leaving, or exclusion: forget everything about the group. */

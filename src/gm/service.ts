@@ -18,6 +18,21 @@
  *    budget (or fails authentication) is skipped for the next one; the last
  *    one that worked stays the first choice; after a round where none
  *    answered, the member backs off before the next round.
+ *
+ * Rekeying (Section 2.4): after each registration a RekeyFollower takes the
+ * group over. GSA_REKEY datagrams (exchange type 41, from the multicast
+ * sockets the adapter joined for `multicastGroups()`) reach `receive` like
+ * any datagram and are routed to the follower holding their Rekey SA SPI;
+ * GSA_INBAND_REKEY requests are answered on the IKE SA (HDR, SK{}). The SA
+ * table follows every accepted rekey (`saTable()`, with a 'keys' event), and
+ * the follower decides when to register again: after exclusion (a random
+ * few seconds), when a lost rekey is detected (GSA_NEXT_SPI) or a soft
+ * lifetime passes without a replacement.
+ *
+ *  - Reading: GSA_INBAND_REKEY carries no IDg. With one inband group on the
+ *    IKE SA it is that group's; with several, the one whose SAs the Delete
+ *    payloads or the policies' traffic selectors name; a request naming
+ *    none of them is answered and ignored.
  */
 import type { KeyObject } from 'node:crypto';
 import { deriveGskW } from '../crypto/keys.ts';
@@ -26,17 +41,23 @@ import type { RandomSource } from '../crypto/random.ts';
 import type { AuthExtensionContext, AuthPayloadProvider, ExtensionRequest, ProviderRefusal } from '../ike/auth-extension.ts';
 import type { IkeEngineConfig } from '../ike/config.ts';
 import { IkeEngine, type EngineEvent, type EngineOutput } from '../ike/engine.ts';
+import type { ReassemblyConfig } from '../ike/fragments.ts';
 import { formatIdentity, sameIdentity } from '../ike/identity.ts';
 import { type DatagramEngine, type Endpoint, type LocalEndpoint, type Output } from '../ike/io-types.ts';
 import type { RetransmitConfig } from '../ike/retransmit.ts';
-import { ExchangeType, nameOf, NotifyType, PayloadType } from '../wire/iana.ts';
+import { parseAlgorithmIdentifier } from '../crypto/signature.ts';
+import type { GsaPayload } from '../wire/gsa.ts';
+import { ExchangeType, GcauthId, nameOf, NotifyType, PayloadType, ProtocolId } from '../wire/iana.ts';
+import type { DeletePayload } from '../wire/payloads/delete.ts';
+import type { TrafficSelector } from '../wire/traffic-selector.ts';
 import type { Payload } from '../wire/payload.ts';
 import { isErrorNotify, makeNotify } from '../wire/payloads/notify.ts';
 import type { Identity } from '../gcks/config-identities.ts';
 import type { GmConfig, GmGroupConfig, KeyServerConfig } from './config.ts';
 import { KeyDownloadError, openRegistrationResponse, type GroupKeyMaterial } from './keys.ts';
 import { buildSag, checkGroupPolicy } from './policy.ts';
-import { SaTable, type GmEvent, type GroupSaTable } from './sa-table.ts';
+import { RekeyFollower, type FollowedRekeySa, type FollowerEvent, type FollowerRejection, type FollowerState } from './rekey-follower.ts';
+import { keysEvent, SaTable, type GmEvent, type GroupSaTable, type InstalledRekeySa } from './sa-table.ts';
 import { reregistrationTime, retryTime } from './schedule.ts';
 
 export interface GmServiceDeps {
@@ -64,6 +85,36 @@ export interface GmServiceDeps {
    */
   readonly authExchange?: 'GSA_AUTH' | 'IKE_AUTH';
   readonly engine?: Partial<Pick<IkeEngineConfig, 'fragmentation' | 'maxDatagramSize' | 'nonceLength' | 'staleSaTimeoutMs'>>;
+  /** Reassembly limits for fragmented GSA_REKEY messages (Section 2.4.1.2). */
+  readonly rekeyReassembly?: ReassemblyConfig;
+}
+
+type WithGroup<E> = E extends unknown ? E & { readonly group: string } : never;
+
+/** What the member reports about rekeys (never key material). */
+export type GmRekeyEvent =
+  | WithGroup<Exclude<FollowerEvent, { type: 'rejected' }>>
+  | {
+      /** A GSA_REKEY or GSA_INBAND_REKEY that was not applied (it changed nothing). */
+      readonly type: 'rekey-rejected';
+      readonly at: number;
+      /** Undefined when no group holds the Rekey SA SPI it came over. */
+      readonly group: string | undefined;
+      readonly exchange: 'GSA_REKEY' | 'GSA_INBAND_REKEY';
+      readonly reason: FollowerRejection;
+      readonly detail: string;
+    };
+
+/** A group to join on the multicast sockets: where its Rekey SA's GSA_REKEY messages arrive. */
+export interface GmMulticastGroup {
+  /** IDg as formatIdentity prints it. */
+  readonly group: string;
+  /** The KEK policy's destination: a multicast address and UDP port. */
+  readonly address: string;
+  readonly port: number;
+  /** The KEK policy's source address, when it names one (source-specific multicast). */
+  readonly source?: string | undefined;
+  readonly rekeySpi: string;
 }
 
 export type GmServiceEvent =
@@ -86,7 +137,8 @@ export type GmServiceEvent =
       /** trying: IKE_SA_INIT sent; connected: IKE SA up; failed: no answer or authentication failed. */
       readonly state: 'trying' | 'connected' | 'failed';
       readonly reason?: string | undefined;
-    };
+    }
+  | GmRekeyEvent;
 
 export type GmGroupStatus =
   /** Waiting for its registration time (first, re-registration or retry). */
@@ -119,6 +171,10 @@ interface GroupState {
   status: GmGroupStatus;
   dueAt: number | undefined;
   failures: number;
+  /** Follows the group's rekeys from its latest registration on. */
+  follower?: RekeyFollower | undefined;
+  /** What that registration installed (the Rekey SA's AUTH_KEY as received, senderIdBits). */
+  registration?: { readonly material: GroupKeyMaterial; readonly at: number } | undefined;
 }
 
 interface CurrentSa {
@@ -128,6 +184,9 @@ interface CurrentSa {
 }
 
 const LEAVE = NotifyType.REGISTRATION_FAILED;
+const IKE_HEADER_LENGTH = 28;
+/** SPIs (16) + Next Payload + Version. */
+const EXCHANGE_TYPE_OFFSET = 18;
 /** Never re-register for a group more often than this (unless an error back-off says so). */
 const MIN_REREGISTRATION_INTERVAL_MS = 1_000;
 
@@ -151,6 +210,7 @@ export class GmService implements DatagramEngine<GmServiceEvent> {
   private leaves: { readonly groupId: Identity; readonly notify: number }[] = [];
   private started = false;
   private pending: GmServiceEvent[] = [];
+  private readonly reassembly: ReassemblyConfig | undefined;
 
   constructor(config: GmConfig, deps: GmServiceDeps) {
     if (config.keyServers.length === 0) throw new Error('GmService: no key servers configured');
@@ -158,6 +218,7 @@ export class GmService implements DatagramEngine<GmServiceEvent> {
     this.rng = deps.rng;
     this.local = deps.local;
     this.authExchange = deps.authExchange ?? 'GSA_AUTH';
+    this.reassembly = deps.rekeyReassembly;
     this.states = config.groups.map((g) => ({ config: g, name: formatIdentity(g.id), status: 'waiting', dueAt: undefined, failures: 0 }));
     this.engine = new IkeEngine({
       ...deps.engine,
@@ -167,6 +228,7 @@ export class GmService implements DatagramEngine<GmServiceEvent> {
       ...(config.credentials.psk ? { psks: { '*': config.credentials.psk } } : {}),
       ...(deps.certificate ? { certificate: deps.certificate } : {}),
       trustAnchors: deps.trustAnchors ?? [],
+      exchangeResponders: new Map([[ExchangeType.GSA_INBAND_REKEY, (ctx: AuthExtensionContext, payloads: readonly Payload[]) => this.onInbandRekey(ctx, payloads)]]),
       ...(deps.retransmit ? { retransmit: deps.retransmit } : {}),
       keylog: deps.keylog ?? false,
       rng: deps.rng,
@@ -198,6 +260,8 @@ export class GmService implements DatagramEngine<GmServiceEvent> {
       s.status = 'left';
       s.dueAt = undefined;
       s.failures = 0;
+      s.follower = undefined;
+      s.registration = undefined;
       this.table.remove(s.config.id);
       this.leaves.push({ groupId: s.config.id, notify: LEAVE });
       this.pending.push({ type: 'left', at: now, group: s.name });
@@ -214,9 +278,54 @@ export class GmService implements DatagramEngine<GmServiceEvent> {
     });
   }
 
-  /** The installed SAs, per group, for the data plane (read only; replaced on every registration). */
+  /** The installed SAs, per group, for the data plane (read only; follows registrations and rekeys, see 'keys' events). */
   saTable(): SaTable {
     return this.table;
+  }
+
+  /**
+   * Where GSA_REKEY messages for the registered multicast-rekeyed groups
+   * arrive: join each (address, port) on a receive socket and pass what
+   * arrives to `receive`. Changes after registrations and KEK rekeys (check
+   * after 'keys' events); a retiring Rekey SA's group stays listed until it
+   * is gone.
+   */
+  multicastGroups(): GmMulticastGroup[] {
+    const out: GmMulticastGroup[] = [];
+    const seen = new Set<string>();
+    for (const s of this.states) {
+      const st = s.follower?.state;
+      if (!st) continue;
+      for (const k of [st.rekeySa, ...st.retiringRekeySas]) {
+        const d = k?.destination;
+        if (!k || !d || 'raw' in d) continue;
+        const key = `${s.name}|${d.startAddress}|${d.startPort}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
+        const src = k.source;
+        const source = src && !('raw' in src) && src.startAddress === src.endAddress ? src.startAddress : undefined;
+        out.push({ group: s.name, address: d.startAddress, port: d.startPort, source, rekeySpi: k.spi.toString('hex') });
+      }
+    }
+    return out;
+  }
+
+  /** TEST / DIAGNOSTIC: the rekey follower's state for a group (keys in the clear; never log it). */
+  rekeyState(group: string | Identity): FollowerState | undefined {
+    return this.find(group)?.follower?.state;
+  }
+
+  /**
+   * The data plane saw ESP/AH for an SPI it has no SA for: if the key server
+   * announced it (GSA_NEXT_SPI) a rekey was lost and the member registers
+   * again (Section 4.4.2.2.3).
+   */
+  unknownDataSpi(group: string | Identity, protocol: number, spi: Buffer, now: number): Output<GmServiceEvent> {
+    return this.drive(now, [], () => {
+      const s = this.find(group);
+      const f = s?.follower;
+      if (s && f) this.followed(s, f.onUnknownDataSpi(protocol, spi, now), now);
+    });
   }
 
   status(): GmStatus {
@@ -231,15 +340,29 @@ export class GmService implements DatagramEngine<GmServiceEvent> {
   // ------------------------------------------------------------------ DatagramEngine
 
   receive(data: Buffer, from: Endpoint, local: LocalEndpoint, now: number): Output<GmServiceEvent> {
+    // GSA_REKEY is no exchange of the IKE SA: it goes to the group's follower (Section 2.4.1).
+    if (data.length >= IKE_HEADER_LENGTH && data[EXCHANGE_TYPE_OFFSET] === ExchangeType.GSA_REKEY) {
+      return this.drive(now, [], () => this.onRekeyDatagram(data, now));
+    }
     return this.drive(now, [this.engine.receive(data, from, local, now)]);
   }
 
   timeout(now: number): Output<GmServiceEvent> {
-    return this.drive(now, [this.engine.timeout(now)]);
+    return this.drive(now, [this.engine.timeout(now)], () => {
+      for (const s of this.states) {
+        const f = s.follower;
+        const due = f?.nextDeadline();
+        if (f && due !== undefined && due <= now) this.followed(s, f.tick(now), now);
+      }
+    });
   }
 
   nextTimeout(): number | undefined {
     let t = this.engine.nextTimeout();
+    for (const s of this.states) {
+      const due = s.follower?.nextDeadline();
+      if (due !== undefined && (t === undefined || due < t)) t = due;
+    }
     // While the IKE SA comes up, due groups wait for it (sa-established), not for a timer.
     if (this.sa && !this.sa.established) return t;
     for (const s of this.states) {
@@ -429,6 +552,8 @@ export class GmService implements DatagramEngine<GmServiceEvent> {
       const t = this.table.get(s.config.id);
       if (s.status !== 'registered' || !t || t.rekeySa) continue;
       this.table.remove(s.config.id);
+      s.follower = undefined;
+      s.registration = undefined;
       this.fail(s, now, 'the IKE SA of an inband-rekeyed group was closed: excluded, registering again', undefined);
     }
   }
@@ -489,6 +614,15 @@ export class GmService implements DatagramEngine<GmServiceEvent> {
       return { notify: NotifyType.NO_PROPOSAL_CHOSEN, reason: 'no KWA' };
     }
     const gskW = deriveGskW(ctx.transforms.prf, ctx.skD, kwaKeyLength(kwa));
+    try {
+      return this.installRegistration(s, ctx, payloads, kwa, gskW);
+    } finally {
+      gskW.fill(0);
+    }
+  }
+
+  private installRegistration(s: GroupState, ctx: AuthExtensionContext, payloads: readonly Payload[], kwa: number, gskW: Buffer): ProviderRefusal | undefined {
+    const now = ctx.now;
     let material: GroupKeyMaterial;
     try {
       material = openRegistrationResponse(payloads, { exchange: ctx.exchangeType, unicastKwa: kwa, gskW, groupSender: this.groupSender(s) });
@@ -496,16 +630,34 @@ export class GmService implements DatagramEngine<GmServiceEvent> {
       if (!(e instanceof KeyDownloadError)) throw e;
       this.fail(s, now, `unusable registration response: ${e.message}`, undefined);
       return { notify: NotifyType.INVALID_SYNTAX, reason: e.message };
-    } finally {
-      gskW.fill(0);
     }
     const verdict = checkGroupPolicy(material.gsa, material.mode, s.config.accept);
     if (!verdict.acceptable) {
       // Section 2.3.3: tell the key server with NO_PROPOSAL_CHOSEN in GSA_REGISTRATION.
       this.table.remove(s.config.id);
+      s.follower = undefined;
+      s.registration = undefined;
       this.leaves.push({ groupId: s.config.id, notify: NotifyType.NO_PROPOSAL_CHOSEN });
       this.fail(s, now, `policy not acceptable: ${verdict.reason}`, undefined, 'report-no-proposal-chosen');
       return { notify: NotifyType.NO_PROPOSAL_CHOSEN, reason: verdict.reason };
+    }
+    let follower: RekeyFollower;
+    try {
+      follower = RekeyFollower.fromRegistration({
+        groupId: s.config.id,
+        role: s.config.role,
+        material,
+        payloads,
+        unicastKwa: kwa,
+        gskW,
+        now,
+        rng: this.rng,
+        reassembly: this.reassembly,
+      });
+    } catch (e) {
+      if (!(e instanceof RangeError)) throw e;
+      this.fail(s, now, `unusable registration response: ${e.message}`, undefined);
+      return { notify: NotifyType.INVALID_SYNTAX, reason: e.message };
     }
     const events = this.table.install(s.config.id, s.config.role, material, now);
     this.pending.push(...events);
@@ -514,11 +666,117 @@ export class GmService implements DatagramEngine<GmServiceEvent> {
       this.fail(s, now, 'stale registration ignored', undefined, 'ignore');
       return undefined;
     }
+    s.follower = follower;
+    s.registration = { material, at: now };
     s.status = 'registered';
     s.failures = 0;
     const table = this.table.get(s.config.id);
-    s.dueAt = table ? this.nextRegistration(table, now) : undefined;
+    // The follower asks to register again (exclusion, a lost rekey, a soft lifetime without replacement).
+    // Keys handed out past their soft lifetime (the key server's rekey is due) are asked for again at expiry.
+    const soft = table ? reregistrationTime(table, now, this.rng) : undefined;
+    s.dueAt = table && soft !== undefined && soft <= now ? this.nextRegistration(table, now) : undefined;
     return undefined;
+  }
+
+  // ------------------------------------------------------------------ rekeys
+
+  /** A GSA_REKEY datagram: to the group holding its Rekey SA, or that was told its SPI (GSA_NEXT_SPI). */
+  private onRekeyDatagram(data: Buffer, now: number): void {
+    const spi = data.subarray(0, 16);
+    const following = this.states.filter((s) => s.follower !== undefined);
+    const holds = (st: FollowerState): boolean => [st.rekeySa, ...st.retiringRekeySas].some((k) => k?.spi.equals(spi));
+    let targets = following.filter((s) => holds(s.follower!.state));
+    if (targets.length === 0) targets = following.filter((s) => s.follower!.state.announcedSpis.includes(`kek:${spi.toString('hex')}`));
+    if (targets.length === 0) {
+      this.pending.push({ type: 'rekey-rejected', at: now, group: undefined, exchange: 'GSA_REKEY', reason: 'unknown-spi', detail: `no group holds Rekey SA ${spi.toString('hex')}` });
+      return;
+    }
+    for (const s of targets) this.followed(s, s.follower!.onDatagram(data, now), now, 'GSA_REKEY');
+  }
+
+  /** GSA_INBAND_REKEY (Section 2.4.2): applied like a registration's GSA/KD/Delete; the answer is SK{}. */
+  private onInbandRekey(ctx: AuthExtensionContext, payloads: readonly Payload[]): Payload[] {
+    const now = ctx.now;
+    const s = this.inbandGroupFor(payloads);
+    const kwa = ctx.transforms.kwa;
+    if (!s?.follower || kwa === undefined) {
+      const detail = kwa === undefined ? 'no Key Wrap Algorithm on the IKE SA' : 'names no inband group of this member';
+      this.pending.push({ type: 'rekey-rejected', at: now, group: s?.name, exchange: 'GSA_INBAND_REKEY', reason: 'not-applicable', detail });
+      return [];
+    }
+    const gskW = deriveGskW(ctx.transforms.prf, ctx.skD, kwaKeyLength(kwa));
+    try {
+      const result = s.follower.onInbandRekey(payloads, now, { kwa, key: gskW });
+      this.followed(s, result.events, now, 'GSA_INBAND_REKEY');
+      return [...result.response];
+    } finally {
+      gskW.fill(0);
+    }
+  }
+
+  /** The inband group a GSA_INBAND_REKEY is for (see the module note). */
+  private inbandGroupFor(payloads: readonly Payload[]): GroupState | undefined {
+    const inband = this.states.filter((s) => s.follower && !s.follower.state.rekeySa && s.status !== 'left');
+    if (inband.length <= 1) return inband[0];
+    const deletes = payloads.filter((p): p is DeletePayload => p.type === PayloadType.DELETE && 'spis' in p);
+    const gsa = payloads.find((p): p is GsaPayload => p.type === PayloadType.GSA && 'policies' in p);
+    const named = inband.filter((s) => {
+      const sas = s.follower!.state.dataSecurity;
+      const byDelete = deletes.some((d) => d.protocolId !== ProtocolId.GIKE_UPDATE && d.spis.some((spi) => sas.some((sa) => sa.protocolId === d.protocolId && sa.spi.equals(spi))));
+      const byTraffic = (gsa?.policies ?? []).some(
+        (p) => p.kind === 'sa' && p.protocol !== ProtocolId.GIKE_UPDATE && sas.some((sa) => sa.protocolId === p.protocol && sameSelector(sa.destination, p.destination) && sameSelector(sa.source, p.source)),
+      );
+      return byDelete || byTraffic;
+    });
+    return named.length === 1 ? named[0] : undefined;
+  }
+
+  /** Follower events -> service events, re-registration times, and the SA table. */
+  private followed(s: GroupState, events: readonly FollowerEvent[], now: number, exchange: 'GSA_REKEY' | 'GSA_INBAND_REKEY' = 'GSA_REKEY'): void {
+    let changed = false;
+    for (const e of events) {
+      switch (e.type) {
+        case 'rejected':
+          this.pending.push({ type: 'rekey-rejected', at: e.at, group: s.name, exchange, reason: e.reason, detail: e.detail });
+          continue;
+        case 'excluded':
+          // Section 2.4.3 / NOTES point 7: register again after a random few seconds.
+          if (s.status !== 'left' && s.status !== 'registering') {
+            s.status = 'waiting';
+            s.dueAt = e.reregisterAt;
+          }
+          changed = true;
+          break;
+        case 'resync-needed':
+          if (s.status === 'registered' || s.status === 'waiting') s.dueAt = Math.min(s.dueAt ?? Infinity, Math.max(now, e.reregisterAt));
+          break;
+        default:
+          changed = true;
+      }
+      this.pending.push({ ...e, group: s.name });
+    }
+    if (changed) this.syncTable(s, now);
+  }
+
+  /** The group's SA table as its follower holds it now. */
+  private syncTable(s: GroupState, now: number): void {
+    const st = s.follower?.state;
+    const reg = s.registration;
+    if (!st || !reg) return;
+    const table: GroupSaTable = {
+      groupId: s.config.id,
+      role: s.config.role,
+      registeredAt: reg.at,
+      mode: st.mode,
+      rekeySa: st.rekeySa && installedRekeySa(st.rekeySa, reg.material),
+      dataSecurity: st.dataSecurity,
+      senderIds: st.senderIds,
+      senderIdBits: reg.material.senderIdBits,
+      activationDelaySeconds: st.activationDelaySeconds,
+      deactivationDelaySeconds: st.deactivationDelaySeconds,
+    };
+    this.table.replace(table);
+    this.pending.push(keysEvent(table, now));
   }
 
   /**
@@ -546,4 +804,42 @@ export class GmService implements DatagramEngine<GmServiceEvent> {
     s.dueAt = retryTime(now, s.failures++, this.rng);
     this.pending.push({ type: 'error', at: now, group: s.name, reason, action, ...(notify ? { notify } : {}), retryAt: s.dueAt });
   }
+}
+
+function sameSelector(a: TrafficSelector, b: TrafficSelector): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/** The follower's Rekey SA in the SA table's shape (AUTH_KEY as the registration gave it, unless rolled over). */
+function installedRekeySa(k: FollowedRekeySa, material: GroupKeyMaterial): InstalledRekeySa {
+  const registered = material.rekeySa;
+  let authKey: InstalledRekeySa['authKey'];
+  if (k.auth.kind === 'signature') {
+    const publicKey = k.auth.publicKey;
+    authKey =
+      registered?.authKey && registered.authKey.publicKey === publicKey
+        ? registered.authKey
+        : {
+            spki: publicKey.export({ type: 'spki', format: 'der' }),
+            publicKey,
+            algorithm: parseAlgorithmIdentifier(k.auth.algorithmIdentifier),
+          };
+  }
+  const nextMessageId = k.lastMessageId === undefined ? k.initialMessageId : k.lastMessageId + 1;
+  return {
+    spi: k.spi,
+    source: k.source ?? registered!.source,
+    destination: k.destination ?? registered!.destination,
+    encryption: k.encryption,
+    integrity: k.integrity,
+    keyWrap: k.keyWrap,
+    authentication: k.auth.kind === 'signature' ? GcauthId.DIGITAL_SIGNATURE : GcauthId.IMPLICIT,
+    keys: k.keys,
+    authKey,
+    lifetimeSeconds: k.expiresAt === undefined ? undefined : Math.round((k.expiresAt - k.installedAt) / 1000),
+    initialMessageId: k.initialMessageId,
+    installedAt: k.installedAt,
+    expiresAt: k.expiresAt,
+    nextMessageId,
+  };
 }

@@ -35,7 +35,7 @@ import {
   type Payload,
 } from '../wire/payload.ts';
 import { makeNotify, type NotifyData } from '../wire/payloads/notify.ts';
-import type { AuthPayloadProvider, ExchangeResponder, ExtensionRequest } from './auth-extension.ts';
+import type { AuthExtensionContext, AuthPayloadProvider, ExchangeResponder, ExtensionRequest } from './auth-extension.ts';
 import { resolveConfig, type IkeEngineConfig, type ResolvedConfig } from './config.ts';
 import { CookieGuard, DEFAULT_COOKIE_CONFIG } from './cookies.ts';
 import { fitsInDatagram, fragmentMessage, Reassembler, skfProtector, type DatagramLimits } from './fragments.ts';
@@ -411,6 +411,17 @@ export class IkeEngine implements DatagramEngine<EngineEvent> {
   /** The authenticated peer identity of an SA, as received (undefined before IKE_AUTH/GSA_AUTH). */
   peerIdentity(saId: string): Identity | undefined {
     return this.byId.get(saId)?.peerId;
+  }
+
+  /**
+   * What an extension exchange over this SA would see (transforms, SK_d for
+   * GSK_w, RFC 9838 Section 3.1.1), for content prepared before the request
+   * is queued (GSA_INBAND_REKEY key wrapping); undefined unless established.
+   */
+  extensionContext(saId: string, exchangeType: number, now: number): AuthExtensionContext | undefined {
+    const sa = this.usableSa(saId);
+    if (!sa?.keys || !sa.transforms) return undefined;
+    return extensionContext(sa, { ...this.env(), now }, exchangeType);
   }
 
   /** Live SAs (failed ones kept only to answer retransmissions are left out). */

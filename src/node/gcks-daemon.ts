@@ -23,7 +23,7 @@
  * ones. The daemon logs that a restart applies it.
  */
 import { systemRandom, type RandomSource } from '../crypto/random.ts';
-import { GcksService, type GcksServiceDeps, type GcksServiceEvent } from '../gcks/service.ts';
+import { GcksService, type GcksRekeyEvent, type GcksServiceDeps, type GcksServiceEvent } from '../gcks/service.ts';
 import { InvalidConfigError, joinField } from '../gcks/config-fields.ts';
 import { loadGcksConfig, type GcksConfig } from '../gcks/config.ts';
 import { loadRekeySigningKey, rekeySigningKeyFrom, type RekeySigningKey } from '../gcks/signing-key.ts';
@@ -313,7 +313,39 @@ export function logGcksEvent(log: Logger, e: GcksServiceEvent): void {
         group: e.group,
       });
       return;
+    case 'rekey-sent':
+    case 'rekey-planned':
+    case 'member-excluded':
+    case 'inband-rekey-failed':
+    case 'all-members-excluded':
+    case 'signing-key-rolled-over':
+      logRekeyEvent(log, e);
+      return;
     default:
       describeEngineEvent(log, e);
+  }
+}
+
+/** Rekey events carry names, SPIs, Message IDs and sizes only (never keys). */
+function logRekeyEvent(log: Logger, e: GcksRekeyEvent): void {
+  const fields = { ...e, event: e.type };
+  switch (e.type) {
+    case 'rekey-sent':
+      log.info(`group ${e.group}: ${e.reason} rekey sent (${e.transport}, ${e.octets} octets, ${e.copies} transmission(s))`, fields);
+      return;
+    case 'member-excluded':
+      log.info(`group ${e.group}: ${e.member} excluded (${e.cause})`, fields);
+      return;
+    case 'inband-rekey-failed':
+      log.warn(`group ${e.group}: ${e.member} did not answer GSA_INBAND_REKEY and was removed (${e.reason})`, fields);
+      return;
+    case 'all-members-excluded':
+      log.warn(`group ${e.group}: every member excluded (${e.reason})`, fields);
+      return;
+    case 'signing-key-rolled-over':
+      log.info(`group ${e.group}: rekey signing key rolled over`, fields);
+      return;
+    default:
+      log.debug(`group ${e.group}: ${e.type}`, fields);
   }
 }

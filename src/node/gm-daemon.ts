@@ -30,7 +30,7 @@ import { ipFamily } from '../ike/address.ts';
 import { formatIdentity } from '../ike/identity.ts';
 import { EMPTY_OUTPUT, type DatagramEngine, type LocalEndpoint } from '../ike/io-types.ts';
 import { loadGmConfig, type GmConfig } from '../gm/config.ts';
-import { GmService, type GmServiceDeps, type GmServiceEvent } from '../gm/service.ts';
+import { GmService, type GmRekeyEvent, type GmServiceDeps, type GmServiceEvent } from '../gm/service.ts';
 import { monotonicClock, type Clock } from './clock.ts';
 import { configErrorFields, CredentialFiles, KeylogFile, readConfigText } from './daemon-support.ts';
 import { describeLocal } from './gcks-daemon.ts';
@@ -356,7 +356,34 @@ export function logGmEvent(log: Logger, e: GmServiceEvent, service: GmService, n
       });
       return;
     }
+    case 'tek-installed':
+    case 'tek-activated':
+    case 'tek-retired':
+    case 'kek-updated':
+    case 'excluded':
+    case 'resync-needed':
+    case 'rekey-rejected':
+      logRekeyEvent(log, e);
+      return;
     default:
       describeEngineEvent(log, e);
+  }
+}
+
+/** Rekey events carry group names, SPIs and reasons only (never keys). */
+function logRekeyEvent(log: Logger, e: GmRekeyEvent): void {
+  const fields = { ...e, event: e.type };
+  switch (e.type) {
+    case 'excluded':
+      log.warn(`group ${e.group}: excluded by the key server; registering again later`, fields);
+      return;
+    case 'resync-needed':
+      log.warn(`group ${e.group}: a rekey was missed; registering again`, fields);
+      return;
+    case 'rekey-rejected':
+      log.warn(`group ${e.group}: rekey message rejected (${e.reason}); nothing changed`, fields);
+      return;
+    default:
+      log.info(`group ${e.group}: ${e.type}`, fields);
   }
 }

@@ -17,6 +17,16 @@
  * Note: a socket bound to a wildcard address (0.0.0.0, ::) reports that
  * address as `local`; node gives no per-datagram destination address, so
  * NAT detection needs sockets bound to specific addresses.
+ *
+ * Multicast (GSA_REKEY, RFC 9838 Section 2.4.1): a socket may join groups
+ * (`multicast.join`, on `multicast.interface`) to receive, usually bound to
+ * the group address and port with `reuseAddr` so that several members on
+ * one host share the port; such receive sockets are never picked to send
+ * from. A sender socket sets the outgoing interface, TTL and loopback; a
+ * datagram to a multicast address without `local` goes out of the first
+ * socket that has those settings. Sockets can be added and removed while
+ * running (`addSocket`, `removeSocket`), since a member learns its groups
+ * only when it registers.
  */
 import dgram from 'node:dgram';
 import type { DatagramEngine, Endpoint, LocalEndpoint, Output, Outgoing } from '../ike/io-types.ts';
@@ -31,6 +41,20 @@ export interface SocketSpec {
   readonly port: number;
   /** The socket frames IKE with the non-ESP marker (port 4500 style). */
   readonly marker: boolean;
+  /** SO_REUSEADDR: several sockets (processes) share the address and port, as multicast receivers do. */
+  readonly reuseAddr?: boolean | undefined;
+  readonly multicast?: MulticastSocketOptions | undefined;
+}
+
+export interface MulticastSocketOptions {
+  /** Groups to join (IP_ADD_MEMBERSHIP); the socket then only receives, it is not picked to send from. */
+  readonly join?: readonly string[] | undefined;
+  /** Local interface address for joining and for sending to groups (IP_MULTICAST_IF); default: the kernel's choice. */
+  readonly interface?: string | undefined;
+  /** IP_MULTICAST_TTL for sending (default 1: the local link). */
+  readonly ttl?: number | undefined;
+  /** IP_MULTICAST_LOOP: deliver our own multicast to sockets on this host (default true). */
+  readonly loopback?: boolean | undefined;
 }
 
 export interface UdpCounters {
@@ -72,6 +96,20 @@ interface BoundSocket {
   readonly family: 4 | 6;
   readonly style: MarkerStyle;
   readonly wildcard: boolean;
+  /** Joined multicast groups: receive only. */
+  readonly receiveOnly: boolean;
+  /** Configured to send multicast (interface/TTL/loopback set). */
+  readonly multicastSender: boolean;
+}
+
+/** 224.0.0.0/4 or ff00::/8. */
+export function isMulticastAddress(address: string): boolean {
+  const family = ipFamily(address);
+  if (family === 4) {
+    const first = Number(address.split('.')[0]);
+    return first >= 224 && first <= 239;
+  }
+  return family === 6 && address.toLowerCase().startsWith('ff');
 }
 
 export class UdpAdapterError extends Error {
@@ -165,6 +203,36 @@ export class UdpAdapter<E = unknown> {
     this.rearm();
   }
 
+  /**
+   * Binds one more socket while running (e.g. a member's multicast receive
+   * socket once it knows its Rekey SA's group) and returns its endpoint.
+   */
+  async addSocket(spec: SocketSpec): Promise<LocalEndpoint> {
+    if (this.closed) throw new UdpAdapterError('adapter is closed');
+    const bound = await this.bind(spec);
+    if (this.closed) {
+      bound.socket.close();
+      throw new UdpAdapterError('adapter is closed');
+    }
+    this.sockets.push(bound);
+    return bound.local;
+  }
+
+  /** Closes one socket (as reported by `locals` / `addSocket`); false when there is none. */
+  async removeSocket(local: Endpoint): Promise<boolean> {
+    const i = this.sockets.findIndex((s) => s.local.address === local.address && s.local.port === local.port);
+    if (i < 0) return false;
+    const [s] = this.sockets.splice(i, 1);
+    await new Promise<void>((resolve) => {
+      try {
+        s!.socket.close(() => resolve());
+      } catch {
+        resolve(); // already closed
+      }
+    });
+    return true;
+  }
+
   /** Closes every socket and cancels the timer; the engine is not called again. */
   async close(): Promise<void> {
     if (this.closed) return;
@@ -187,8 +255,10 @@ export class UdpAdapter<E = unknown> {
   private bind(spec: SocketSpec): Promise<BoundSocket> {
     const family = ipFamily(spec.address);
     if (family === undefined) return Promise.reject(new UdpAdapterError(`bad bind address "${spec.address}"`));
-    const socket = dgram.createSocket(family === 6 ? { type: 'udp6', ipv6Only: true } : { type: 'udp4' });
+    const reuseAddr = spec.reuseAddr === true;
+    const socket = dgram.createSocket(family === 6 ? { type: 'udp6', ipv6Only: true, reuseAddr } : { type: 'udp4', reuseAddr });
     const style: MarkerStyle = spec.marker ? 'non-esp-marker' : 'none';
+    const mc = spec.multicast;
     return new Promise<BoundSocket>((resolve, reject) => {
       const onBindError = (err: Error): void => {
         socket.close();
@@ -198,12 +268,27 @@ export class UdpAdapter<E = unknown> {
       socket.bind({ address: spec.address, port: spec.port, exclusive: true }, () => {
         socket.off('error', onBindError);
         const a = socket.address();
+        const joins = mc?.join ?? [];
+        try {
+          if (mc) {
+            if (mc.interface !== undefined) socket.setMulticastInterface(mc.interface);
+            socket.setMulticastTTL(mc.ttl ?? 1);
+            socket.setMulticastLoopback(mc.loopback ?? true);
+            for (const group of joins) socket.addMembership(group, mc.interface);
+          }
+        } catch (e) {
+          socket.close();
+          reject(e instanceof Error ? e : new UdpAdapterError(String(e)));
+          return;
+        }
         const bound: BoundSocket = {
           socket,
           local: { address: a.address, port: a.port, marker: spec.marker },
           family,
           style,
           wildcard: a.address === '0.0.0.0' || a.address === '::',
+          receiveOnly: joins.length > 0 || isMulticastAddress(a.address),
+          multicastSender: mc !== undefined && joins.length === 0,
         };
         socket.on('error', (err) => this.report(err, `socket ${a.address}:${a.port}`));
         socket.on('message', (msg, rinfo) => this.onMessage(bound, msg, { address: rinfo.address, port: rinfo.port }));
@@ -276,17 +361,21 @@ export class UdpAdapter<E = unknown> {
   }
 
   private pickSocket(o: Outgoing): BoundSocket | undefined {
+    const family = ipFamily(o.to.address);
+    const senders = this.sockets.filter((s) => !s.receiveOnly);
+    // Multicast: prefer a socket set up for it (interface, TTL, loopback).
+    const ordered = isMulticastAddress(o.to.address) ? [...senders.filter((s) => s.multicastSender), ...senders.filter((s) => !s.multicastSender)] : senders;
     if (o.local) {
       const l = o.local;
+      // Port 0: any sending socket on that address (a GSA_REKEY source selector without a port).
+      const candidates = l.port === 0 ? ordered : this.sockets;
+      const port = (s: BoundSocket): boolean => l.port === 0 || s.local.port === l.port;
       return (
-        this.sockets.find((s) => s.local.port === l.port && s.local.address === l.address) ??
-        this.sockets.find((s) => s.local.port === l.port && s.wildcard && s.family === ipFamily(l.address))
+        candidates.find((s) => port(s) && s.local.address === l.address) ??
+        candidates.find((s) => port(s) && s.wildcard && s.family === ipFamily(l.address))
       );
     }
-    const family = ipFamily(o.to.address);
-    return (
-      this.sockets.find((s) => s.family === family && !s.local.marker) ?? this.sockets.find((s) => s.family === family)
-    );
+    return ordered.find((s) => s.family === family && !s.local.marker) ?? ordered.find((s) => s.family === family);
   }
 
   private send(o: Outgoing): void {

@@ -254,4 +254,33 @@ describe('UdpAdapter', () => {
       await a.close();
     }
   });
+
+  it('multicast: receive sockets added later join a group and share its port; a sender socket reaches them all', async () => {
+    const group = `239.77.${process.pid % 250}.${1 + Math.floor(Math.random() * 250)}`;
+    const sender = new EchoEngine();
+    const tx = await UdpAdapter.open(sender, [{ address: '127.0.0.1', port: 0, marker: false, multicast: { interface: '127.0.0.1', loopback: true } }]);
+    const engines = [new EchoEngine(), new EchoEngine()];
+    const rx = await Promise.all(engines.map((e) => UdpAdapter.open(e, [{ address: '127.0.0.1', port: 0, marker: false }])));
+    try {
+      const port = (await client()).address().port; // a free port, released by the closing client below
+      clients.pop()!.close();
+      for (const a of rx) {
+        const local = await a.addSocket({ address: group, port, marker: false, reuseAddr: true, multicast: { join: [group], interface: '127.0.0.1' } });
+        assert.deepEqual(local, { address: group, port, marker: false });
+      }
+      // No `local`: the multicast-configured socket; `local` with port 0: any socket on that address.
+      tx.act(() => ({ send: [{ to: { address: group, port }, data: Buffer.from('one') }, { to: { address: group, port }, local: { address: '127.0.0.1', port: 0 }, data: Buffer.from('two') }], events: [] }));
+      for (let i = 0; i < 100 && engines.some((e) => e.received.length < 2); i++) await tick(10);
+      for (const e of engines) {
+        assert.deepEqual(e.received.map((r) => r.data), ['one', 'two']);
+        assert.equal(e.received[0]!.local.address, group);
+      }
+      // The joined socket is never picked to send from: the echo goes out of the unicast socket.
+      assert.equal(rx[0]!.counters.sendErrors, 0);
+      assert.equal(await rx[0]!.removeSocket({ address: group, port }), true);
+      assert.equal(rx[0]!.locals.length, 1);
+    } finally {
+      await Promise.all([tx, ...rx].map((a) => a.close()));
+    }
+  });
 });

@@ -176,7 +176,7 @@ export function validatingTap(seen: { exchange: number; group: string; violation
     const violations = validateExchange(exchange, payloads, {
       rekeyStyle: gsa.policies.some(isKekPolicy) ? 'multicast' : 'inband',
       groupSender: ctx.groupSender !== undefined,
-      keyTree: false,
+      keyTree: ctx.keyTree,
       senderIdsRequested: ctx.groupSender,
     }).map((v) => v.message);
     seen.push({ exchange, group: ctx.group, violations });
@@ -257,4 +257,57 @@ export function assertSameKeys(gcks: GcksService, gm: GmService, groupName: stri
   }
   const spis = new Set(table.dataSecurity.map((sa) => sa.spi.toString('hex')));
   assert.deepEqual([...spis].sort(), server.dataSecurity.map((t) => t.spi.toString('hex')).sort(), 'nothing else installed');
+}
+
+/**
+ * A key server for the rekey tests: `mc` (IDg keyid "video") with signed
+ * multicast rekeys to `group`:`port` from `source`, TEKs of `tekLifetime`
+ * (KEK twice that) and DTD 2 s; `ib` (IDg 198.51.100.7, the "small" ID of
+ * GROUP_IDS) with inband rekeys.
+ */
+export function rekeyGcksYaml(opts: { group: string; port: number; source: string; tekLifetime?: number; atd?: number; dtd?: number }): string {
+  const tek = opts.tekLifetime ?? 60;
+  return `
+identity: "@gcks.example"
+credentials:
+  psks:
+    - member: any
+      secret: "${PSK}"
+groups:
+  - name: mc
+    id: {type: ID_KEY_ID, value: video}
+    capacity: 10
+    members: {any: true}
+${opts.atd === undefined ? '' : `    activationDelay: ${opts.atd}
+`}    deactivationDelay: ${opts.dtd ?? 2}
+    dataSecurity:
+      - destination: {address: 239.1.1.1, protocol: udp, port: 5000}
+        lifetime: ${tek}
+    rekey:
+      destination: {address: ${opts.group}, port: ${opts.port}}
+      source: {address: ${opts.source}}
+      signingKey: /unused/rekey.pem
+      lifetime: ${tek * 2}
+  - name: ib
+    id: {type: ID_IPV4_ADDR, value: 198.51.100.7}
+    members: {any: true}
+    dataSecurity:
+      - destination: 239.2.2.2
+        lifetime: ${tek}
+    rekey: inband
+`;
+}
+
+/** The member holds the key server's current Rekey SA and every current TEK, with the same keys (older SAs may linger for DTD). */
+export function inSync(gcks: GcksService, gm: GmService, group: string): boolean {
+  const server = gcks.groupKeys(group);
+  const table = server && [...gm.saTable().groups].find((t) => formatIdentity(t.groupId) === server.id);
+  if (!server || !table) return false;
+  if (server.rekeySa) {
+    const k = table.rekeySa;
+    if (!k || !k.spi.equals(server.rekeySa.spi) || !k.keys.gskE.equals(server.rekeySa.keys.gskE) || !k.keys.gskW.equals(server.rekeySa.keys.gskW)) return false;
+  }
+  return server.dataSecurity.every((tek) =>
+    table.dataSecurity.some((sa) => sa.spi.equals(tek.spi) && sa.keys.encrKey.equals(tek.keys.encrKey) && sa.keys.integKey.equals(tek.keys.integKey)),
+  );
 }
