@@ -10,7 +10,10 @@ Starts a G-IKEv2 key server and three group members on this machine
 a group "video" rekeyed over multicast with signed rekeys, a group "control"
 rekeyed over each member's IKE SA, and a camera that sends with Sender-IDs.
 Prints who joined which group with which SAs (SPIs, algorithms, Sender-IDs;
-never keys), then stops.
+never keys). Then the camera sends frames on the "video" group channel (ESP
+over loopback multicast), both displays print what they decrypt, the key
+server rekeys the group's TEKs and the frames go on, on the new ESP SPI once
+the activation delay has passed; then it stops.
 
 options:
   --follow         keep running (and reporting) until Ctrl-C
@@ -18,10 +21,11 @@ options:
   --keylog FILE    append the IKE keys for Wireshark to FILE (mode 0600)
   -h, --help       this text
 
-exit status: 0 every member joined its groups, 1 otherwise, 2 usage error`;
+exit status: 0 every member joined its groups and every frame arrived through
+the rekey, 1 otherwise, 2 usage error`;
 
 export const demoCommand: Command = {
-  summary: 'start a key server and three members on loopback and show who joined what',
+  summary: 'start a key server and three members on loopback, show who joined what and protected video through a rekey',
   usage: USAGE,
   run: async (argv, io) => {
     let values;
