@@ -1,4 +1,4 @@
 import { storeContract } from './contract.ts';
 import { memoryHarness } from './helpers.ts';
 
-storeContract('MemoryStore', memoryHarness);
+storeContract('MemoryStore', memoryHarness, { persistent: false });
