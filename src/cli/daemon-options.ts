@@ -1,6 +1,7 @@
 /**
  * Options shared by `gikev2 gcks` and `gikev2 gm`: the configuration file,
- * the key log, and the log format and level.
+ * the key log, and the log format and level; the key server's own options:
+ * its state directory and control socket.
  */
 import { parseArgs } from 'node:util';
 import type { LogLevel } from '../node/log.ts';
@@ -13,7 +14,27 @@ export interface DaemonCliOptions {
   readonly keylogFile?: string | undefined;
   readonly logFormat: LogFormat;
   readonly logLevel: LogLevel;
+  /** gcks: durable state directory. */
+  readonly stateDir?: string | undefined;
+  /** gcks: the state's key-encryption key file (else GIKEV2_STATE_KEY). */
+  readonly stateKeyFile?: string | undefined;
+  /** gcks: the control socket path, when given explicitly. */
+  readonly controlSocket?: string | undefined;
 }
+
+export const GCKS_OPTIONS_USAGE = `key server options:
+  --state DIR              keep the key server's state (groups, keys, never-
+                           repeating counters) in DIR so that a restart goes on
+                           where it stopped; default: in memory only
+  --state-key-file FILE    the key that encrypts the state (32 octets, hex or
+                           base64); default: the GIKEV2_STATE_KEY environment
+                           variable
+  --control PATH           the control socket for \`gikev2 ctl\` (mode 0600);
+                           default gikev2-gcks.sock in the state directory, else
+                           in $XDG_RUNTIME_DIR (/run for root, else the
+                           temporary directory)
+  a state directory that cannot be trusted stops the start with advice and a
+  sysexits code: 65 damaged, 66 unreadable, 75 locked, 78 key missing or wrong`;
 
 export const DAEMON_OPTIONS_USAGE = `options:
   -c, --config FILE        the YAML configuration (required); files it names
@@ -34,18 +55,29 @@ are logged)
 
 exit status: 0 stopped by a signal, 1 bad configuration or files, 2 usage error`;
 
-export function parseDaemonOptions(argv: readonly string[]): DaemonCliOptions {
+const COMMON_OPTIONS = {
+  config: { type: 'string', short: 'c' },
+  keylog: { type: 'string' },
+  'log-format': { type: 'string' },
+  'log-level': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+const GCKS_OPTIONS = {
+  ...COMMON_OPTIONS,
+  state: { type: 'string' },
+  'state-key-file': { type: 'string' },
+  control: { type: 'string' },
+} as const;
+
+/** `daemon`: 'gcks' accepts the key server's options too. */
+export function parseDaemonOptions(argv: readonly string[], daemon: 'gcks' | 'gm' = 'gm'): DaemonCliOptions {
   let parsed;
   try {
     parsed = parseArgs({
       args: [...argv],
-      options: {
-        config: { type: 'string', short: 'c' },
-        keylog: { type: 'string' },
-        'log-format': { type: 'string' },
-        'log-level': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
+      // The gm parser is given the same shape; it rejects the gcks-only options below.
+      options: GCKS_OPTIONS,
       allowPositionals: false,
       strict: true,
     });
@@ -53,14 +85,25 @@ export function parseDaemonOptions(argv: readonly string[]): DaemonCliOptions {
     throw new UsageError(e instanceof Error ? e.message : String(e));
   }
   const v = parsed.values;
+  if (daemon !== 'gcks') {
+    const gcksOnly = (['state', 'state-key-file', 'control'] as const).find((k) => v[k] !== undefined);
+    if (gcksOnly) throw new UsageError(`Unknown option '--${gcksOnly}'`);
+  }
   if (v.help) return { help: true, configFile: '', logFormat: 'json', logLevel: 'info' };
   if (v.config === undefined || v.config === '') throw new UsageError('-c/--config FILE is required');
+  for (const k of ['state', 'state-key-file', 'control'] as const) {
+    if (v[k] === '') throw new UsageError(`--${k} needs a value`);
+  }
+  if (v['state-key-file'] !== undefined && v.state === undefined) throw new UsageError('--state-key-file needs --state DIR');
   return {
     help: false,
     configFile: v.config,
     keylogFile: v.keylog,
     logFormat: oneOf('--log-format', v['log-format'] ?? 'json', LOG_FORMATS),
     logLevel: oneOf('--log-level', v['log-level'] ?? 'info', LOG_LEVELS),
+    stateDir: v.state,
+    stateKeyFile: v['state-key-file'],
+    controlSocket: v.control,
   };
 }
 

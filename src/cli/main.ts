@@ -1,8 +1,10 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { ctlCommand } from './ctl.ts';
 import { decodeCommand } from './decode.ts';
 import { gcksCommand, gmCommand } from './daemons.ts';
 import { demoCommand } from './demo.ts';
+import { stateCommand } from './state.ts';
 import { EXIT_OK, EXIT_USAGE, UsageError, type CliIo, type Command } from './command.ts';
 
 /**
@@ -15,7 +17,9 @@ export const commands: Readonly<Record<string, Command>> = {
   decode: decodeCommand,
   gcks: gcksCommand,
   gm: gmCommand,
+  ctl: ctlCommand,
   demo: demoCommand,
+  state: stateCommand,
 };
 
 export const processIo: CliIo = {

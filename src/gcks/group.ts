@@ -57,11 +57,42 @@ export interface MemberRecord {
   readonly senderIds: readonly number[];
 }
 
+/** An SA's keys and times as persisted (policy and transforms follow from the configuration). Secret. */
+export interface PersistedSa {
+  readonly spi: Buffer;
+  readonly keymat: Buffer;
+  readonly createdAt: number;
+  readonly expiresAt: number;
+}
+
+/**
+ * What a restarted key server needs to carry on a group where it stopped
+ * (src/node/gcks-state.ts persists it): the current SAs with their keys,
+ * the members and the Sender-ID counter of the current TEK generation.
+ * Never-repeating counters live in the CounterReservation, not here.
+ */
+export interface GroupState {
+  /** One per `config.dataSecurity` policy, in order. */
+  readonly teks: readonly PersistedSa[];
+  readonly kek?: PersistedSa | undefined;
+  readonly members: readonly MemberRecord[];
+  /** Name of the Sender-ID counter of the current TEK generation. */
+  readonly senderIdCounter: string;
+}
+
+/** What changed in a group's members since the last `takeMemberChanges`. */
+export interface MemberChanges {
+  readonly put: readonly MemberRecord[];
+  readonly removed: readonly Identity[];
+}
+
 export interface GroupDependencies {
   readonly counters: CounterReservation;
   readonly rng: RandomSource;
   /** Required when the Rekey SA is authenticated by signatures. */
   readonly signingKey?: RekeySigningKey | undefined;
+  /** Carry on from persisted state instead of creating new SAs (it must match `config`). */
+  readonly restore?: GroupState | undefined;
 }
 
 export class GroupSetupError extends Error {
@@ -99,6 +130,8 @@ export class Group {
   private tekSet: readonly DataSecuritySa[] = [];
   private kekSa: RekeySa | undefined;
   private senderIdAllocator: SenderIdAllocator;
+  /** Members put or removed since the last takeMemberChanges (identity key -> record, or undefined when removed). */
+  private memberChanges = new Map<string, MemberRecord | Identity>();
 
   constructor(config: GroupConfig, deps: GroupDependencies, now: number) {
     if (config.rekey.kind === 'multicast' && config.rekey.authentication === 'signature' && !deps.signingKey) {
@@ -110,9 +143,43 @@ export class Group {
     this.rng = deps.rng;
     this.scope = `group/${identityKey(config.id)}`;
     this.spis = new SpiAllocator(deps.counters, this.scope, deps.rng);
+    const restore = deps.restore;
+    if (restore) {
+      if (restore.teks.length !== config.dataSecurity.length || (config.rekey.kind === 'multicast') !== (restore.kek !== undefined)) {
+        throw new GroupSetupError(`group ${config.name}: the persisted SAs do not match the configuration`);
+      }
+      this.tekSet = config.dataSecurity.map((policy, i) => this.createDataSecuritySa(policy, now, restore.teks[i]!.spi, restore.teks[i]));
+      if (config.rekey.kind === 'multicast' && restore.kek) this.kekSa = this.createRekeySa(config.rekey, now, restore.kek.spi, restore.kek);
+      this.senderIdAllocator = new SenderIdAllocator(this.counters, restore.senderIdCounter, config.senderIdBits);
+      for (const m of restore.members) this.memberTable.set(identityKey(m.id), m);
+      return;
+    }
     this.senderIdAllocator = this.newSenderIdAllocator();
     this.replaceDataSecuritySas(now);
     if (config.rekey.kind === 'multicast') this.replaceRekeySa(now);
+  }
+
+  /** The group's state for persistence (keys included: seal it). */
+  persistentState(): GroupState {
+    const sa = (x: { spi: Buffer; keymat: Buffer; createdAt: number; expiresAt: number }): PersistedSa => ({ spi: x.spi, keymat: x.keymat, createdAt: x.createdAt, expiresAt: x.expiresAt });
+    return {
+      teks: this.tekSet.map(sa),
+      kek: this.kekSa && sa(this.kekSa),
+      members: [...this.memberTable.values()],
+      senderIdCounter: this.senderIdAllocator.counterName,
+    };
+  }
+
+  /** Members put or removed since the last call (for persistence). */
+  takeMemberChanges(): MemberChanges {
+    const put: MemberRecord[] = [];
+    const removed: Identity[] = [];
+    for (const v of this.memberChanges.values()) {
+      if ('registeredAt' in v) put.push(v);
+      else removed.push(v);
+    }
+    this.memberChanges = new Map();
+    return { put, removed };
   }
 
   get config(): GroupConfig {
@@ -151,10 +218,13 @@ export class Group {
   /** Adds or replaces (a re-registration) the member's record. */
   putMember(record: MemberRecord): void {
     this.memberTable.set(identityKey(record.id), record);
+    this.memberChanges.set(identityKey(record.id), record);
   }
 
   removeMember(id: Identity): boolean {
-    return this.memberTable.delete(identityKey(id));
+    const removed = this.memberTable.delete(identityKey(id));
+    if (removed) this.memberChanges.set(identityKey(id), id);
+    return removed;
   }
 
   /**
@@ -213,6 +283,7 @@ export class Group {
 
   /** Everyone was excluded (Section 2.4.3): they come back by registering. */
   clearMembers(): void {
+    for (const m of this.memberTable.values()) this.memberChanges.set(identityKey(m.id), m.id);
     this.memberTable.clear();
   }
 
@@ -231,7 +302,7 @@ export class Group {
     return new SenderIdAllocator(this.counters, `${this.scope}/sender-id/${generation}`, this.config.senderIdBits);
   }
 
-  private createDataSecuritySa(policy: DataSecurityPolicyConfig, now: number, spi?: Buffer): DataSecuritySa {
+  private createDataSecuritySa(policy: DataSecurityPolicyConfig, now: number, spi?: Buffer, restored?: PersistedSa): DataSecuritySa {
     const transforms: Transform[] = [];
     if (policy.encryption) transforms.push(encrTransform(policy.encryption));
     if (policy.integrity !== IntegId.NONE) transforms.push(simpleTransform(TransformType.INTEG, policy.integrity));
@@ -240,15 +311,15 @@ export class Group {
       policy,
       spi: spi ?? this.spis.allocateDataSecuritySpi(),
       transforms,
-      keymat: this.rng.bytes(dataSecurityKeymatLength(policy)),
-      createdAt: now,
-      expiresAt: now + policy.lifetimeSeconds * 1000,
+      keymat: restored ? checkedKeymat(restored.keymat, dataSecurityKeymatLength(policy), this.name) : this.rng.bytes(dataSecurityKeymatLength(policy)),
+      createdAt: restored?.createdAt ?? now,
+      expiresAt: restored?.expiresAt ?? now + policy.lifetimeSeconds * 1000,
     };
   }
 
-  private createRekeySa(policy: MulticastRekeyConfig, now: number, reservedSpi?: Buffer): RekeySa {
+  private createRekeySa(policy: MulticastRekeyConfig, now: number, reservedSpi?: Buffer, restored?: PersistedSa): RekeySa {
     const algorithms = rekeySaAlgorithms(policy.encryption, policy.integrity, policy.keyWrap);
-    const keymat = this.rng.bytes(rekeySaKeymatLength(algorithms));
+    const keymat = restored ? checkedKeymat(restored.keymat, rekeySaKeymatLength(algorithms), this.name) : this.rng.bytes(rekeySaKeymatLength(algorithms));
     const spi = reservedSpi ?? this.spis.allocateRekeySpi();
     const transforms: Transform[] = [encrTransform(policy.encryption)];
     if (policy.integrity !== IntegId.NONE) transforms.push(simpleTransform(TransformType.INTEG, policy.integrity));
@@ -260,8 +331,8 @@ export class Group {
       transforms,
       keymat,
       keys: splitRekeySaKeys(keymat, algorithms),
-      createdAt: now,
-      expiresAt: now + policy.lifetimeSeconds * 1000,
+      createdAt: restored?.createdAt ?? now,
+      expiresAt: restored?.expiresAt ?? now + policy.lifetimeSeconds * 1000,
       messageIds: new ReservedCounter(this.counters, `${this.scope}/rekey-message-id/${spi.toString('hex')}`, {
         start: 0,
         limit: 2 ** 32,
@@ -279,4 +350,9 @@ export class Group {
       attributes: [tlv(TransformAttr.SIGNATURE_ALGORITHM_IDENTIFIER, this.signingKey.algorithmIdentifier)],
     };
   }
+}
+
+function checkedKeymat(keymat: Buffer, length: number, group: string): Buffer {
+  if (keymat.length !== length) throw new GroupSetupError(`group ${group}: persisted keying material is ${keymat.length} octets, the policy needs ${length}`);
+  return Buffer.from(keymat);
 }

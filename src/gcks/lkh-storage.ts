@@ -69,10 +69,15 @@ export class NodeKeySource {
  * grow geometrically as positions are used, since members fill leaves from
  * the left.
  */
+/** Positions per persisted chunk of a tree row (see LkhTree.takeChangedChunks). */
+export const LKH_CHUNK_POSITIONS = 64;
+
 export class TreeRow {
   ids: Uint32Array;
   members: Uint32Array;
   keys: Buffer;
+  /** Chunks (LKH_CHUNK_POSITIONS positions each) changed since they were last taken for persistence. */
+  readonly changedChunks = new Set<number>();
 
   constructor(readonly keyLength: number, initialCapacity = 4) {
     this.ids = new Uint32Array(initialCapacity);
@@ -113,9 +118,15 @@ export class TreeRow {
     return this.keys.subarray(pos * this.keyLength, (pos + 1) * this.keyLength);
   }
 
+  /** Records that the node at `pos` changed (ID, key or member count). */
+  touch(pos: number): void {
+    this.changedChunks.add(Math.floor(pos / LKH_CHUNK_POSITIONS));
+  }
+
   /** Gives the node a new ID and a fresh key, wiping the old key. */
   renew(pos: number, id: number, keys: NodeKeySource): void {
     this.ensure(pos);
+    this.touch(pos);
     this.ids[pos] = id;
     keys.fill(this.keys, pos * this.keyLength);
   }
@@ -123,8 +134,40 @@ export class TreeRow {
   /** Deletes the node: its ID is retired for good and its key wiped. */
   remove(pos: number): void {
     if (pos >= this.ids.length) return;
+    this.touch(pos);
     this.ids[pos] = 0;
     this.members[pos] = 0;
     this.keys.fill(0, pos * this.keyLength, (pos + 1) * this.keyLength);
   }
+}
+
+/**
+ * One chunk of a row as persisted: LKH_CHUNK_POSITIONS IDs, member counts
+ * (both 32-bit big-endian) and keys. Secret (holds node keys).
+ */
+export function encodeRowChunk(row: TreeRow, index: number): Buffer {
+  const n = LKH_CHUNK_POSITIONS;
+  const out = Buffer.alloc(n * (8 + row.keyLength));
+  const first = index * n;
+  for (let i = 0; i < n; i++) {
+    out.writeUInt32BE(row.idAt(first + i), i * 4);
+    out.writeUInt32BE(row.membersAt(first + i), n * 4 + i * 4);
+  }
+  const end = Math.min(row.capacity, first + n);
+  if (end > first) row.keys.copy(out, n * 8, first * row.keyLength, end * row.keyLength);
+  return out;
+}
+
+/** Loads a chunk written by encodeRowChunk into the row; false when its size does not fit the row. */
+export function decodeRowChunk(row: TreeRow, index: number, data: Buffer): boolean {
+  const n = LKH_CHUNK_POSITIONS;
+  if (data.length !== n * (8 + row.keyLength)) return false;
+  const first = index * n;
+  row.ensure(first + n - 1);
+  for (let i = 0; i < n; i++) {
+    row.ids[first + i] = data.readUInt32BE(i * 4);
+    row.members[first + i] = data.readUInt32BE(n * 4 + i * 4);
+  }
+  data.copy(row.keys, first * row.keyLength, n * 8, n * 8 + n * row.keyLength);
+  return true;
 }

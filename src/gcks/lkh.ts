@@ -24,7 +24,7 @@
 import { kwaKeyLength, wrapKey } from '../crypto/keywrap.ts';
 import { defaultRandom, type RandomSource } from '../crypto/random.ts';
 import { DEFAULT_KWK_ID, SA_KEY_ID, type WrappedKey } from '../wire/wrapped-key.ts';
-import { keyIdCounter, NodeKeySource, TreeRow, type KeyIdSource } from './lkh-storage.ts';
+import { decodeRowChunk, encodeRowChunk, keyIdCounter, LKH_CHUNK_POSITIONS, NodeKeySource, TreeRow, type KeyIdSource } from './lkh-storage.ts';
 
 
 /**
@@ -83,6 +83,28 @@ export interface ExclusionResult {
   readonly wrapKeys: WrappedKey[];
   /** Number of node keys that were replaced. */
   readonly renewedKeys: number;
+}
+
+/**
+ * What a restart needs besides the rows' chunks: the shape and bookkeeping
+ * of the tree (no keys). `chunks[h]` is how many chunks row h has.
+ */
+export interface LkhTreeMeta {
+  readonly kwa: number;
+  readonly arity: number;
+  readonly depth: number;
+  readonly nextLeaf: number;
+  readonly members: number;
+  readonly freeLeaves: readonly number[];
+  readonly undelivered: readonly number[];
+  readonly chunks: readonly number[];
+}
+
+/** One persisted piece of a row (see lkh-storage.ts encodeRowChunk). Secret. */
+export interface LkhChunk {
+  readonly height: number;
+  readonly index: number;
+  readonly data: Buffer;
 }
 
 export class LkhError extends Error {
@@ -152,7 +174,10 @@ export class LkhTree {
       if (this.row(h).idAt(pos) === 0) this.row(h).renew(pos, this.newKeyId(), this.nodeKeys);
       else if (h > 0) preexisting?.[h]!.add(pos);
     }
-    for (let h = 0, pos = leaf; h < this.depth; h++, pos = Math.floor(pos / this.arity)) this.row(h).members[pos]! += 1;
+    for (let h = 0, pos = leaf; h < this.depth; h++, pos = Math.floor(pos / this.arity)) {
+      this.row(h).members[pos]! += 1;
+      this.row(h).touch(pos);
+    }
     this.members++;
     if (!preexisting) return { leaf, wrapKeys: [] };
     // Children that hold nothing but the new member need no wrapped copy: it gets its path at registration.
@@ -176,6 +201,7 @@ export class LkhTree {
       for (let h = 0; h < this.depth; h++) {
         const pos = this.ancestor(leaf, h);
         this.row(h).members[pos]! -= 1;
+        this.row(h).touch(pos);
         if (h > 0) targets[h]!.add(pos);
       }
       this.row(0).remove(leaf);
@@ -265,6 +291,64 @@ export class LkhTree {
   leafKeyId(leaf: LeafHandle): number {
     this.requireMember(leaf);
     return this.row(0).idAt(leaf);
+  }
+
+  // -------------------------------------------------------------- persistence
+
+  /** The tree's bookkeeping for a restart (no keys). */
+  persistenceMeta(): LkhTreeMeta {
+    return {
+      kwa: this.kwa,
+      arity: this.arity,
+      depth: this.depth,
+      nextLeaf: this.nextLeaf,
+      members: this.members,
+      freeLeaves: [...this.freeLeaves],
+      undelivered: [...this.undelivered],
+      chunks: this.rows.map((r) => Math.ceil(r.capacity / LKH_CHUNK_POSITIONS)),
+    };
+  }
+
+  /**
+   * The chunks changed since the last call (or every chunk with `all`), as
+   * copies to persist; taking them marks them saved. Secret.
+   */
+  takeChangedChunks(all = false): LkhChunk[] {
+    const out: LkhChunk[] = [];
+    this.rows.forEach((row, height) => {
+      const indices = all ? Array.from({ length: Math.ceil(row.capacity / LKH_CHUNK_POSITIONS) }, (_, i) => i) : [...row.changedChunks].sort((a, b) => a - b);
+      row.changedChunks.clear();
+      for (const index of indices) out.push({ height, index, data: encodeRowChunk(row, index) });
+    });
+    return out;
+  }
+
+  /** Whether any chunk changed since the last takeChangedChunks. */
+  get changed(): boolean {
+    return this.rows.some((r) => r.changedChunks.size > 0);
+  }
+
+  /**
+   * A tree as persisted: `chunk(h, i)` returns the stored chunk. Key IDs
+   * continue from `options.keyIds` (a durable counter above every ID used).
+   * Throws LkhError when the pieces do not fit together.
+   */
+  static restore(meta: LkhTreeMeta, chunk: (height: number, index: number) => Buffer | undefined, options: Omit<LkhOptions, 'kwa' | 'arity' | 'initialDepth' | 'prebuild'>): LkhTree {
+    const tree = new LkhTree({ ...options, kwa: meta.kwa, arity: meta.arity, initialDepth: 1 });
+    if (!Number.isInteger(meta.depth) || meta.depth < 1 || meta.chunks.length !== meta.depth) throw new LkhError('stored key tree: bad depth');
+    for (let h = 1; h < meta.depth; h++) tree.rows.push(new TreeRow(tree.keyLength));
+    for (let h = 0; h < meta.depth; h++) {
+      for (let i = 0; i < meta.chunks[h]!; i++) {
+        const data = chunk(h, i);
+        if (!data || !decodeRowChunk(tree.row(h), i, data)) throw new LkhError(`stored key tree: chunk ${h}/${i} is missing or malformed`);
+      }
+      tree.row(h).changedChunks.clear();
+    }
+    tree.nextLeaf = meta.nextLeaf;
+    tree.members = meta.members;
+    tree.freeLeaves.push(...meta.freeLeaves);
+    for (const r of meta.undelivered) tree.undelivered.add(r);
+    return tree;
   }
 
   // -------------------------------------------------------------- internals
@@ -359,6 +443,7 @@ export class LkhTree {
     if (this.members === 0) return;
     this.row(h).renew(0, this.newKeyId(), this.nodeKeys);
     this.row(h).members[0] = this.members;
+    this.row(h).touch(0);
     this.undelivered.add(ref(h, 0));
   }
 

@@ -206,6 +206,24 @@ interface PendingDelete {
   readonly deletes: readonly DeletePayload[];
 }
 
+/**
+ * The planner's own state a restart needs (src/node/gcks-state.ts): the
+ * SPIs announced in GSA_NEXT_SPI (members expect exactly those), tree keys
+ * and an AUTH_KEY waiting for the next GSA_REKEY, held-back Deletes. The
+ * key tree and the members' leaves are persisted apart (chunks, member
+ * records); the schedule follows from the SAs' times.
+ */
+export interface PlannerState {
+  readonly nextTekSpis: readonly (Buffer | undefined)[];
+  readonly nextKekSpi?: Buffer | undefined;
+  /** Wrapped under tree keys: ciphertext. */
+  readonly pendingWrapKeys: readonly WrappedKey[];
+  readonly pendingAuthKey?: Buffer | undefined;
+  readonly pendingDeletes: readonly PendingDelete[];
+  /** The next multicast message may not go before this. */
+  readonly channelFreeAt: number;
+}
+
 const DEFAULT_RETRANSMIT: RetransmitSchedule = { copies: 3, spacingMs: 1000 };
 const MIN_LEAD_MS = 20_000;
 const MAX_LEAD_MS = 1_200_000;
@@ -266,6 +284,39 @@ export class RekeyPlanner {
   /** The key tree (multicast groups with `keyTree`); for tests and the operator's view. */
   get keyTree(): LkhTree | undefined {
     return this.tree;
+  }
+
+  /** The planner's state for persistence (see PlannerState). */
+  persistentState(): PlannerState {
+    return {
+      nextTekSpis: [...this.nextTekSpis],
+      nextKekSpi: this.nextKekSpi,
+      pendingWrapKeys: [...this.pendingWrapKeys],
+      pendingAuthKey: this.pendingAuthKey,
+      pendingDeletes: [...this.pendingDeletes],
+      channelFreeAt: this.channelFreeAt,
+    };
+  }
+
+  /**
+   * Carries on from persisted state: the tree as it was (undefined: keep the
+   * one built at construction, for a group without members), each member's
+   * leaf, the planner's own state; the schedule is recomputed from the SAs.
+   */
+  restoreState(state: PlannerState, tree: LkhTree | undefined, leaves: Iterable<{ readonly id: Identity; readonly leaf: LeafHandle }>, now: number): void {
+    if (tree) this.tree = tree;
+    this.leaves.clear();
+    if (this.tree) for (const l of leaves) if (this.tree.isMember(l.leaf)) this.leaves.set(identityKey(l.id), { id: l.id, leaf: l.leaf });
+    if (this.announcing) {
+      this.nextTekSpis = this.group.config.dataSecurity.map((_, i) => state.nextTekSpis[i] ?? this.group.allocateDataSecuritySpi());
+      this.nextKekSpi = state.nextKekSpi ?? this.group.allocateRekeySpi();
+    }
+    this.pendingWrapKeys = this.tree ? [...state.pendingWrapKeys] : [];
+    this.pendingAuthKey = state.pendingAuthKey;
+    this.pendingDeletes = [...state.pendingDeletes];
+    this.channelFreeAt = state.channelFreeAt;
+    this.scheduleTeks(now);
+    this.scheduleKek(now);
   }
 
   /** The member's leaf in the key tree, if placed. */

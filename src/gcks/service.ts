@@ -53,15 +53,18 @@ import { authorizeJoin, authorizeSender, pskForMember } from './authorize.ts';
 import type { Identity } from './config-identities.ts';
 import { DEFAULT_REKEY_PORT, type DataSecurityMode, type GcksConfig, type GroupConfig } from './config.ts';
 import { memoryCounterReservation, type CounterReservation } from './counters.ts';
-import { identityKey, type Group } from './group.ts';
+import { createHash } from 'node:crypto';
+import { Group, identityKey } from './group.ts';
+import { LkhTree } from './lkh.ts';
+import type { AuditRecord, Checkpoint, GcksPersistence, GroupCheckpoint, GroupDescriptor, PersistedDatagram, PersistedGroup, RegistrationRecord } from './persistence.ts';
 import { splitDataSecurityKeymat, type DataSecurityKeys } from './keymat.ts';
 import {
   createGroupDirectory,
+  GroupDirectory,
   leaveGroup,
   parseRegistrationRequest,
   registerMember,
   type GcksEvent,
-  type GroupDirectory,
   type RegistrationExchange,
   type RegistrationOutcome,
 } from './registration.ts';
@@ -123,6 +126,11 @@ export interface GcksServiceDeps {
       readonly keyTree: boolean;
     },
   ) => void;
+  /**
+   * Durable state (src/node/gcks-state.ts): groups are restored at
+   * construction and every call commits its changes before it returns.
+   */
+  readonly persistence?: GcksPersistence | undefined;
   /**
    * Rekey planner tuning (lead time, jitter, copies and spacing of GSA_REKEY,
    * fragmentation, LKH arity, rekey on join, GSA_NEXT_SPI), for every group
@@ -300,6 +308,12 @@ export class GcksService implements DatagramEngine<GcksServiceEvent> {
   private issuedKeys: Buffer[] = [];
   /** The `now` of the call in progress (planner callbacks need it). */
   private currentNow: number;
+  private readonly persistence: GcksPersistence | undefined;
+  /** Per group name: what the last checkpoint wrote. */
+  private readonly saved = new Map<string, SavedGroup>();
+  private queueChanged = false;
+  private pendingAudit: AuditRecord[] = [];
+  private pendingRegistrations: RegistrationRecord[] = [];
 
   constructor(config: GcksConfig, deps: GcksServiceDeps) {
     this.config = config;
@@ -307,17 +321,52 @@ export class GcksService implements DatagramEngine<GcksServiceEvent> {
     this.unusedSaTimeoutMs = deps.unusedSaTimeoutMs ?? DEFAULT_UNUSED_SA_TIMEOUT_MS;
     this.inspect = deps.inspectResponse;
     this.currentNow = deps.now ?? 0;
-    this.directory = createGroupDirectory(
-      config.groups,
-      { counters: deps.counters ?? memoryCounterReservation(), rng: deps.rng, ...(deps.signingKeyFor ? { signingKeyFor: deps.signingKeyFor } : {}) },
-      deps.now ?? 0,
-    );
+    this.persistence = deps.persistence;
+    const now = deps.now ?? 0;
+    const counters = deps.counters ?? memoryCounterReservation();
+    const restored = new Map<string, PersistedGroup>();
+    if (this.persistence) {
+      for (const c of config.groups) {
+        const loaded = this.persistence.loadGroup(describeGroup(c), now);
+        if (loaded.kind === 'restored') restored.set(c.name, loaded.state);
+        else if (loaded.kind === 'policy-changed') {
+          this.pendingAudit.push({ at: now, kind: 'group', group: c.name, reason: 'policy changed since the state was written: the group starts afresh and its members register again' });
+        }
+      }
+    }
+    this.directory = restored.size === 0
+      ? createGroupDirectory(config.groups, { counters, rng: deps.rng, ...(deps.signingKeyFor ? { signingKeyFor: deps.signingKeyFor } : {}) }, now)
+      : new GroupDirectory(
+          config.groups.map((c) => {
+            const r = restored.get(c.name);
+            return new Group(c, { counters, rng: deps.rng, signingKey: r?.signingKey ?? deps.signingKeyFor?.(c.name), restore: r?.group }, now);
+          }),
+        );
     for (const group of this.directory.groups) {
-      const options = typeof deps.rekey === 'function' ? deps.rekey(group.name) : deps.rekey;
-      this.planners.set(
-        group.name,
-        new RekeyPlanner(group, { rng: deps.rng, inbandDelivery: (member) => this.inbandDelivery(group.name, member) }, options ?? {}, deps.now ?? 0),
-      );
+      const configured = typeof deps.rekey === 'function' ? deps.rekey(group.name) : deps.rekey;
+      const keyIds = configured?.keyIds ?? this.persistence?.keyIds(`group/${identityKey(group.config.id)}/lkh-key-id`);
+      const options: RekeyPlannerOptions = { ...configured, ...(keyIds ? { keyIds } : {}) };
+      const planner = new RekeyPlanner(group, { rng: deps.rng, inbandDelivery: (member) => this.inbandDelivery(group.name, member) }, options, now);
+      this.planners.set(group.name, planner);
+      const r = restored.get(group.name);
+      if (r) {
+        const tree = r.tree && group.rekeySa && options.keyTree !== false
+          ? LkhTree.restore(r.tree.meta, r.tree.chunk, { random: deps.rng, ...(keyIds ? { keyIds } : {}) })
+          : undefined;
+        planner.restoreState(r.planner, tree, r.leaves, now);
+        if (r.barred.length > 0) this.barred.set(group.name, new Set(r.barred));
+        this.saved.set(group.name, { sas: saFingerprint(group), tree: planner.keyTree, planner: plannerFingerprint(planner), barred: r.barred.join(','), signingKey: group.signingKey });
+      }
+    }
+    if (this.persistence) {
+      this.multicastQueue = this.persistence.loadQueue(now).map((d) => ({
+        at: d.at,
+        order: this.queueOrder++,
+        send: d.local ? { to: d.to, local: d.local, data: d.data } : { to: d.to, data: d.data },
+        report: d.report && { type: 'rekey-sent' as const, at: d.at, transport: 'multicast' as const, destination: d.to, ...d.report, reason: d.report.reason as RekeyReason },
+      }));
+      // Groups that start afresh are on disk before any of their keys can be handed out.
+      this.checkpoint([], now);
     }
     const provider: AuthPayloadProvider = {
       name: 'gcks-registration',
@@ -428,12 +477,18 @@ export class GcksService implements DatagramEngine<GcksServiceEvent> {
     const g = this.plannerOf(group).group;
     const set = this.barred.get(g.name);
     if (!set) return false;
-    if (typeof member !== 'string') return set.delete(identityKey(member));
-    for (const key of set) {
-      const [idType, hex] = key.split(':');
-      if (formatIdentity({ idType: Number(idType), data: Buffer.from(hex ?? '', 'hex') }) === member) return set.delete(key);
+    let found: string | undefined;
+    if (typeof member !== 'string') found = set.has(identityKey(member)) ? identityKey(member) : undefined;
+    else {
+      for (const key of set) {
+        const [idType, hex] = key.split(':');
+        if (formatIdentity({ idType: Number(idType), data: Buffer.from(hex ?? '', 'hex') }) === member) found = key;
+      }
     }
-    return false;
+    if (found === undefined) return false;
+    set.delete(found);
+    if (this.persistence) this.checkpoint([], this.currentNow);
+    return true;
   }
 
   /**
@@ -559,6 +614,9 @@ export class GcksService implements DatagramEngine<GcksServiceEvent> {
     const exchangeName = nameOf(ExchangeType, exchange);
     const refuse = (notify: number, reason: string, group: string | undefined): { payloads: readonly Payload[]; refusal: ProviderRefusal } => {
       this.pending.push({ type: 'registration-rejected', at: ctx.now, group, member, notify: nameOf(NotifyType, notify), reason, saId: ctx.saId, exchange: exchangeName });
+      if (this.persistence) {
+        this.pendingAudit.push({ at: ctx.now, kind: 'rejection', group, member, memberKey: identityKey(peerId), reason: `${nameOf(NotifyType, notify)}: ${reason}`, details: { exchange: exchangeName } });
+      }
       this.scheduleClose(session, ctx.now);
       return { payloads: [], refusal: { notify, reason } };
     };
@@ -635,6 +693,21 @@ export class GcksService implements DatagramEngine<GcksServiceEvent> {
     }
     for (const e of outcome.events) {
       if (e.type !== 'member-registered') continue;
+      if (this.persistence) {
+        const details = {
+          exchange: e.exchange,
+          rule: e.rule,
+          sender: e.sender,
+          senderIds: [...e.senderIds],
+          reregistration: e.reregistration,
+          rekeySpi: group.rekeySa?.spi.toString('hex') ?? null,
+          initialMessageId: group.rekeySa?.messageIds.peek() ?? null,
+          dataSecuritySpis: group.dataSecuritySas.map((t) => t.spi.toString('hex')),
+          leaf: admission?.leaf ?? null,
+        };
+        this.pendingRegistrations.push({ at: e.at, group: group.name, member: peerId, details });
+        this.pendingAudit.push({ at: e.at, kind: 'registration', group: group.name, member, memberKey: identityKey(peerId), details });
+      }
       this.pending.push({
         ...e,
         saId: ctx.saId,
@@ -767,6 +840,84 @@ export class GcksService implements DatagramEngine<GcksServiceEvent> {
     }
   }
 
+  // ------------------------------------------------------------------ persistence
+
+  /**
+   * Commits what this call changed (see persistence.ts) before its output
+   * leaves. A failure throws: the caller must not send the output.
+   */
+  private checkpoint(events: readonly GcksServiceEvent[], now: number): void {
+    const persistence = this.persistence;
+    if (!persistence) return;
+    const groups: GroupCheckpoint[] = [];
+    const saved = new Map<string, SavedGroup>();
+    for (const g of this.directory.groups) {
+      const planner = this.planners.get(g.name)!;
+      const prev = this.saved.get(g.name);
+      const members = g.takeMemberChanges();
+      const sas = saFingerprint(g);
+      const tree = planner.keyTree;
+      const plannerPrint = plannerFingerprint(planner);
+      const barredList = [...(this.barred.get(g.name) ?? [])].sort();
+      const barred = barredList.join(',');
+      const treeReplaced = tree !== prev?.tree;
+      const unchanged =
+        prev !== undefined &&
+        prev.sas === sas &&
+        members.put.length === 0 &&
+        members.removed.length === 0 &&
+        !treeReplaced &&
+        !(tree?.changed ?? false) &&
+        prev.planner === plannerPrint &&
+        prev.barred === barred &&
+        prev.signingKey === g.signingKey;
+      if (unchanged) continue;
+      const state = prev?.sas === sas ? undefined : g.persistentState();
+      groups.push({
+        descriptor: describeGroup(g.config),
+        sas: state && { teks: state.teks, kek: state.kek },
+        members,
+        leafOf: (id) => planner.leafOf(id),
+        senderIdCounter: g.senderIds.counterName,
+        planner: planner.persistentState(),
+        tree: tree && (treeReplaced || tree.changed) ? { meta: tree.persistenceMeta(), chunks: tree.takeChangedChunks(treeReplaced), replaced: treeReplaced } : undefined,
+        hasTree: tree !== undefined,
+        barred: barredList,
+        signingKey: g.signingKey,
+      });
+      saved.set(g.name, { sas, tree, planner: plannerPrint, barred, signingKey: g.signingKey });
+    }
+    const audit = [...this.pendingAudit];
+    for (const e of events) {
+      const a = auditOf(e);
+      if (a) audit.push(a);
+    }
+    const registrations = this.pendingRegistrations;
+    this.pendingAudit = [];
+    this.pendingRegistrations = [];
+    const queue: PersistedDatagram[] | undefined = this.queueChanged
+      ? this.multicastQueue.map((q) => ({
+          at: q.at,
+          to: q.send.to,
+          local: q.send.local,
+          data: q.send.data,
+          report: q.report && {
+            group: q.report.group,
+            reason: q.report.reason,
+            rekeySpi: q.report.rekeySpi,
+            messageId: q.report.messageId,
+            octets: q.report.octets,
+            copies: q.report.copies,
+          },
+        }))
+      : undefined;
+    this.queueChanged = false;
+    if (groups.length === 0 && !queue && registrations.length === 0 && audit.length === 0) return;
+    const checkpoint: Checkpoint = { groups, queue, registrations, audit };
+    persistence.save(checkpoint, now);
+    for (const [name, v] of saved) this.saved.set(name, v);
+  }
+
   // ------------------------------------------------------------------ rekeying
 
   /** Drains deferred planner work and releases due GSA_REKEY datagrams. */
@@ -776,7 +927,9 @@ export class GcksService implements DatagramEngine<GcksServiceEvent> {
       outputs.push(work(now));
     }
     outputs.push(this.releaseDue(now));
-    return mergeOutputs(...outputs);
+    const out = mergeOutputs(...outputs);
+    if (this.persistence) this.checkpoint(out.events, now);
+    return out;
   }
 
   private plannerOf(group: string): RekeyPlanner {
@@ -906,6 +1059,7 @@ export class GcksService implements DatagramEngine<GcksServiceEvent> {
       if (sent > 0) events.push({ type: 'rekey-sent', at: now, group: action.group, reason: action.reason, transport: 'inband', octets, copies: sent });
     }
     this.multicastQueue.sort((a, b) => a.at - b.at || a.order - b.order);
+    if (plan.actions.some((a) => a.kind === 'multicast')) this.queueChanged = true;
     return mergeOutputs({ send: [], events }, ...outputs, this.releaseDue(now));
   }
 
@@ -976,8 +1130,76 @@ export class GcksService implements DatagramEngine<GcksServiceEvent> {
       send.push(q.send);
       if (q.report) events.push({ ...q.report, at: now });
     }
-    if (n > 0) this.multicastQueue = this.multicastQueue.slice(n);
+    if (n > 0) {
+      this.multicastQueue = this.multicastQueue.slice(n);
+      this.queueChanged = true;
+    }
     return { send, events };
+  }
+}
+
+/** What the last checkpoint wrote for a group (to write only what changed). */
+interface SavedGroup {
+  readonly sas: string;
+  readonly tree: LkhTree | undefined;
+  readonly planner: string;
+  readonly barred: string;
+  readonly signingKey: RekeySigningKey | undefined;
+}
+
+/** A group's persistence name and a digest of its configuration (restored only under the same policy). */
+export function describeGroup(config: GroupConfig): GroupDescriptor {
+  const json = JSON.stringify({ ...config, name: undefined }, (_k, v: unknown) => {
+    if (v instanceof RegExp) return `/${v.source}/${v.flags}`;
+    if (v instanceof Map) return [...v];
+    if (v instanceof Set) return [...v];
+    if (typeof v === 'bigint') return v.toString();
+    return v;
+  });
+  return { groupId: identityKey(config.id), name: config.name, configHash: createHash('sha256').update(json).digest('hex').slice(0, 32) };
+}
+
+function saFingerprint(g: Group): string {
+  return [g.rekeySa?.spi.toString('hex') ?? '', ...g.dataSecuritySas.map((t) => t.spi.toString('hex')), g.senderIds.counterName].join(',');
+}
+
+function plannerFingerprint(p: RekeyPlanner): string {
+  const s = p.persistentState();
+  return JSON.stringify([
+    s.nextTekSpis.map((x) => x?.toString('hex') ?? null),
+    s.nextKekSpi?.toString('hex') ?? null,
+    s.pendingWrapKeys.length,
+    s.pendingAuthKey?.toString('hex') ?? null,
+    s.pendingDeletes.map((d) => d.dueAt),
+    Number.isFinite(s.channelFreeAt) ? s.channelFreeAt : null,
+  ]);
+}
+
+/** Audit entries for what a call did (registrations and rejections are recorded where they happen). */
+function auditOf(e: GcksServiceEvent): AuditRecord | undefined {
+  switch (e.type) {
+    case 'rekey-planned':
+      return {
+        at: e.at,
+        kind: 'rekey',
+        group: e.group,
+        reason: e.reason,
+        details: { transport: e.transport, messageId: e.messageId ?? null, newKek: e.newKek ?? null, newTeks: [...e.newTeks], deletes: [...e.deletes] },
+      };
+    case 'member-excluded':
+      return { at: e.at, kind: 'exclusion', group: e.group, member: e.member, reason: e.cause };
+    case 'all-members-excluded':
+      return { at: e.at, kind: 'exclusion', group: e.group, reason: `every member: ${e.reason}` };
+    case 'member-left':
+      return { at: e.at, kind: 'exclusion', group: e.group, member: e.member, reason: e.cause === 'member-request' ? `left (${e.notify})` : 'left: its IKE SA closed' };
+    case 'inband-rekey-failed':
+      return { at: e.at, kind: 'exclusion', group: e.group, member: e.member, reason: `GSA_INBAND_REKEY failed: ${e.reason}` };
+    case 'signing-key-rolled-over':
+      return { at: e.at, kind: 'rekey', group: e.group, reason: 'signing-key-rollover' };
+    case 'sender-ids-exhausted':
+      return { at: e.at, kind: 'group', group: e.group, reason: 'Sender-IDs exhausted' };
+    default:
+      return undefined;
   }
 }
 

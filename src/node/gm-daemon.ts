@@ -20,8 +20,13 @@
  * old IKE SA deleted, every group registered again (the key server hands
  * out the group's current keys, so nothing is lost).
  *
- * Not here yet: receiving GSA_REKEY on the Rekey SA's multicast address
- * (src/gm/rekey-receiver.ts has no service integration yet).
+ * Multicast rekeying: after every `keys` event (registrations and KEK
+ * rekeys change them) the daemon compares the service's multicastGroups()
+ * with the sockets it has joined: each new (group address, port) gets a
+ * receive socket bound to it (SO_REUSEADDR, so several members on one host
+ * share the port) that joins the group on the member's unicast address's
+ * interface; sockets for groups that dropped out are closed. GSA_REKEY
+ * messages arriving there go to the service like any datagram.
  */
 import dgram from 'node:dgram';
 import { systemRandom, type RandomSource } from '../crypto/random.ts';
@@ -37,7 +42,7 @@ import { describeLocal } from './gcks-daemon.ts';
 import { describeGroupTable, groupTableFields } from './gm-summary.ts';
 import type { Logger } from './log.ts';
 import { describeEngineEvent, ServiceHost } from './service-host.ts';
-import type { SocketSpec } from './udp.ts';
+import { isMulticastAddress, type SocketSpec } from './udp.ts';
 
 export interface GmSetup {
   readonly config: GmConfig;
@@ -121,6 +126,24 @@ interface Running {
   readonly setup: GmSetup;
   readonly service: GmService;
   readonly host: ServiceHost<GmServiceEvent>;
+  /** Joined multicast receive sockets by `address|port`. */
+  readonly multicast: Map<string, JoinedGroup>;
+  /** Socket changes run one after the other. */
+  multicastSync: Promise<void>;
+}
+
+interface JoinedGroup {
+  readonly local: LocalEndpoint;
+  readonly address: string;
+  readonly port: number;
+  /** The groups (IDg text) whose Rekey SAs use it. */
+  groups: readonly string[];
+}
+
+/** The unicast address whose interface joins multicast groups of `family` (undefined: the kernel's choice). */
+function joinInterface(locals: readonly LocalEndpoint[], family: 4 | 6 | undefined): string | undefined {
+  const l = locals.find((x) => ipFamily(x.address) === family && x.address !== '0.0.0.0' && x.address !== '::' && !isMulticastAddress(x.address));
+  return l?.address;
 }
 
 export class GmDaemon {
@@ -233,8 +256,89 @@ export class GmDaemon {
     host.act((now) => service.start(now));
   }
 
+  /** The multicast receive sockets joined now (address, port, groups). */
+  get multicastSockets(): readonly { readonly address: string; readonly port: number; readonly groups: readonly string[]; readonly local: LocalEndpoint }[] {
+    return [...this.running.multicast.values()];
+  }
+
+  /** Resolves when the socket changes asked for so far are done. */
+  multicastSettled(): Promise<void> {
+    return this.running.multicastSync;
+  }
+
+  /**
+   * Joins the multicast groups multicastGroups() lists and leaves those it
+   * no longer lists. Queued: each run sees the state after the previous one.
+   */
+  private syncMulticast(): void {
+    const r = this.running;
+    r.multicastSync = r.multicastSync.then(async () => {
+      if (this.stopping || this.running !== r) return;
+      const wanted = new Map<string, { address: string; port: number; groups: string[] }>();
+      for (const g of r.service.multicastGroups()) {
+        const key = `${g.address}|${g.port}`;
+        const w = wanted.get(key) ?? { address: g.address, port: g.port, groups: [] };
+        if (!w.groups.includes(g.group)) w.groups.push(g.group);
+        wanted.set(key, w);
+      }
+      for (const [key, joined] of [...r.multicast]) {
+        if (wanted.has(key)) continue;
+        r.multicast.delete(key);
+        try {
+          await r.host.removeSocket(joined.local);
+          this.log.info(`left multicast group ${joined.address} port ${joined.port} (no Rekey SA uses it any more)`, {
+            event: 'multicast-left',
+            address: joined.address,
+            port: joined.port,
+            groups: joined.groups,
+          });
+        } catch (e) {
+          this.log.error(`cannot leave multicast group ${joined.address}: ${e instanceof Error ? e.message : String(e)}`, { event: 'internal-error', context: 'multicast', error: e });
+        }
+      }
+      for (const [key, w] of wanted) {
+        const joined = r.multicast.get(key);
+        if (joined) {
+          joined.groups = w.groups;
+          continue;
+        }
+        const iface = joinInterface(r.host.locals, ipFamily(w.address));
+        try {
+          const local = await r.host.addSocket({
+            address: w.address,
+            port: w.port,
+            marker: false,
+            reuseAddr: true,
+            multicast: { join: [w.address], ...(iface ? { interface: iface } : {}) },
+          });
+          if (this.stopping || this.running !== r) {
+            await r.host.removeSocket(local);
+            return;
+          }
+          r.multicast.set(key, { local, address: w.address, port: w.port, groups: w.groups });
+          this.log.info(`listening for rekeys of group ${w.groups.join(', ')} on multicast ${w.address} port ${w.port}${iface ? ` (interface ${iface})` : ''}`, {
+            event: 'multicast-joined',
+            address: w.address,
+            port: w.port,
+            interface: iface ?? null,
+            groups: w.groups,
+          });
+        } catch (e) {
+          this.log.error(`cannot join multicast group ${w.address} port ${w.port} for group ${w.groups.join(', ')}: ${e instanceof Error ? e.message : String(e)}; rekeys will be missed`, {
+            event: 'multicast-join-failed',
+            address: w.address,
+            port: w.port,
+            groups: w.groups,
+            error: e,
+          });
+        }
+      }
+    });
+  }
+
   private onEvent(e: GmServiceEvent): void {
     if (this.stopping && e.type === 'error') return;
+    if (e.type === 'keys' || e.type === 'left' || e.type === 'excluded' || e.type === 'kek-updated') this.syncMulticast();
     logGmEvent(this.log, e, this.running.service, (this.options.clock ?? monotonicClock).now());
     try {
       this.options.onEvent?.(e, this);
@@ -282,7 +386,7 @@ async function launch(setup: GmSetup, options: GmDaemonOptions, log: Logger, onE
       return new GmService(setup.config, deps);
     });
     files.assertOk();
-    return { setup, service: service!, host };
+    return { setup, service: service!, host, multicast: new Map(), multicastSync: Promise.resolve() };
   } catch (e) {
     if (host) await host.stop(undefined, () => true, 0);
     else keylog?.close();
@@ -291,6 +395,7 @@ async function launch(setup: GmSetup, options: GmDaemonOptions, log: Logger, onE
 }
 
 async function stopRunning(r: Running, graceMs: number): Promise<void> {
+  await r.multicastSync;
   const saId = r.service.status().ikeSa?.saId;
   await r.host.stop(
     saId === undefined ? undefined : (now) => r.service.engine.deleteSa(saId, now),
@@ -370,20 +475,57 @@ export function logGmEvent(log: Logger, e: GmServiceEvent, service: GmService, n
   }
 }
 
+const PROTOCOL_NAMES: Readonly<Record<number, string>> = { 2: 'AH', 3: 'ESP' };
+
+function protocolName(p: number): string {
+  return PROTOCOL_NAMES[p] ?? `protocol ${p}`;
+}
+
+function inSeconds(from: number, to: number): string {
+  const s = Math.max(0, Math.round((to - from) / 1000));
+  return s === 0 ? 'now' : `in ${s} s`;
+}
+
 /** Rekey events carry group names, SPIs and reasons only (never keys). */
 function logRekeyEvent(log: Logger, e: GmRekeyEvent): void {
   const fields = { ...e, event: e.type };
   switch (e.type) {
+    case 'tek-installed':
+      log.info(`group ${e.group}: new ${protocolName(e.protocol)} SA 0x${e.spi} (${e.direction}) installed, in use ${inSeconds(e.at, e.activatesAt)}`, fields);
+      return;
+    case 'tek-activated':
+      log.info(`group ${e.group}: ${protocolName(e.protocol)} SA 0x${e.spi} (${e.direction}) now in use`, fields);
+      return;
+    case 'tek-retired':
+      log.info(`group ${e.group}: ${protocolName(e.protocol)} SA 0x${e.spi} (${e.direction}) removed (${e.cause === 'deleted' ? 'the key server deleted it' : 'it expired'})`, fields);
+      return;
+    case 'kek-updated':
+      log.info(
+        `group ${e.group}: Rekey SA now 0x${e.spi}${e.previous ? ` (was 0x${e.previous})` : ''}` +
+          `${e.newKeyIds.length ? `; ${e.newKeyIds.length} new key-tree key${e.newKeyIds.length === 1 ? '' : 's'}` : ''}` +
+          `${e.authKeyChanged ? "; the key server's rekey signing key changed" : ''}`,
+        fields,
+      );
+      return;
     case 'excluded':
-      log.warn(`group ${e.group}: excluded by the key server; registering again later`, fields);
+      log.warn(`group ${e.group}: excluded by the key server (${e.cause === 'key-path' ? 'the new keys are not for us' : 'it deleted our SAs'}); registering again later`, fields);
       return;
     case 'resync-needed':
       log.warn(`group ${e.group}: a rekey was missed; registering again`, fields);
       return;
     case 'rekey-rejected':
-      log.warn(`group ${e.group}: rekey message rejected (${e.reason}); nothing changed`, fields);
+      // Every GSA_REKEY is sent several times (Section 2.4.1.3): the copies after the
+      // first arrive as replays, and copies sent over a KEK we already replaced as an
+      // unknown SPI. Expected, so not worth a warning; forged or damaged ones are.
+      if (e.reason === 'replay' || e.reason === 'unknown-spi') {
+        log.debug(`${e.group === undefined ? e.exchange : `group ${e.group}`}: rekey message ignored (${e.reason}: ${e.detail})`, fields);
+        return;
+      }
+      log.warn(`${e.group === undefined ? `${e.exchange}` : `group ${e.group}`}: rekey message rejected (${e.reason}); nothing changed`, fields);
       return;
-    default:
-      log.info(`group ${e.group}: ${e.type}`, fields);
+    default: {
+      const unknown: { readonly type: string } = e;
+      log.info(`rekey event ${unknown.type}`, fields);
+    }
   }
 }

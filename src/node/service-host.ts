@@ -69,6 +69,16 @@ export class ServiceHost<E> {
     this.adapter.act(call);
   }
 
+  /** Binds one more socket while running (multicast receive or send sockets). */
+  addSocket(spec: SocketSpec): Promise<LocalEndpoint> {
+    return this.adapter.addSocket(spec);
+  }
+
+  /** Closes a socket added with `addSocket` (or opened at start). */
+  removeSocket(local: LocalEndpoint): Promise<boolean> {
+    return this.adapter.removeSocket(local);
+  }
+
   /**
    * Stops: `farewell` (Deletes for the IKE SAs) is sent, then we wait until
    * `done()` or `graceMs`, then the sockets and the key log close.
