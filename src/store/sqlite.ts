@@ -221,6 +221,9 @@ function fsyncPath(path: string): void {
 function createDatabaseFile(file: string, kek: StateKek | undefined, version: number): void {
   const temp = `${file}.creating`;
   for (const f of [temp, `${temp}-journal`, `${temp}-wal`, `${temp}-shm`]) rmSync(f, { force: true });
+  // Owner-only from the first byte: SQLite gives its -wal and -shm files the
+  // database file's mode, so this covers them too.
+  closeSync(openSync(temp, 'wx', 0o600));
   const db = new Database(temp);
   try {
     db.pragma('journal_mode = DELETE');

@@ -216,3 +216,21 @@ describe('SqliteStore: reservations survive a crash', () => {
     store.close();
   });
 });
+
+describe('SqliteStore: file permissions', () => {
+  it('the database and its WAL are readable by the owner only', () => {
+    const dir = fresh();
+    const store = SqliteStore.open({ stateDir: dir, kek: StateKek.generate() });
+    try {
+      store.putGroup({ groupId: G, name: 'grp', policy: {}, appliedAt: 1 });
+      for (const name of [DATABASE_FILE, `${DATABASE_FILE}-wal`]) {
+        const path = join(dir, name);
+        if (!existsSync(path)) continue;
+        assert.equal(statSync(path).mode & 0o777, 0o600, `${name} mode`);
+      }
+      assert.ok(existsSync(join(dir, DATABASE_FILE)));
+    } finally {
+      store.close();
+    }
+  });
+});
