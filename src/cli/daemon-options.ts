@@ -20,7 +20,16 @@ export interface DaemonCliOptions {
   readonly stateKeyFile?: string | undefined;
   /** gcks: the control socket path, when given explicitly. */
   readonly controlSocket?: string | undefined;
+  /** gm: keep Linux XFRM in step with the SA table, or only log the commands. */
+  readonly xfrm?: 'apply' | 'dry-run' | undefined;
 }
+
+export const GM_OPTIONS_USAGE = `member options:
+  --xfrm                   install the group SAs as Linux XFRM states and
+                           policies (needs CAP_NET_ADMIN and the kernel's ESP
+                           support) and remove them on rekey, exclusion and stop
+  --xfrm-dry-run           only log the \`ip xfrm\` commands it would run (keys
+                           masked)`;
 
 export const GCKS_OPTIONS_USAGE = `key server options:
   --state DIR              keep the key server's state (groups, keys, never-
@@ -68,6 +77,8 @@ const GCKS_OPTIONS = {
   state: { type: 'string' },
   'state-key-file': { type: 'string' },
   control: { type: 'string' },
+  xfrm: { type: 'boolean' },
+  'xfrm-dry-run': { type: 'boolean' },
 } as const;
 
 /** `daemon`: 'gcks' accepts the key server's options too. */
@@ -88,6 +99,9 @@ export function parseDaemonOptions(argv: readonly string[], daemon: 'gcks' | 'gm
   if (daemon !== 'gcks') {
     const gcksOnly = (['state', 'state-key-file', 'control'] as const).find((k) => v[k] !== undefined);
     if (gcksOnly) throw new UsageError(`Unknown option '--${gcksOnly}'`);
+  } else {
+    const gmOnly = (['xfrm', 'xfrm-dry-run'] as const).find((k) => v[k] !== undefined);
+    if (gmOnly) throw new UsageError(`Unknown option '--${gmOnly}'`);
   }
   if (v.help) return { help: true, configFile: '', logFormat: 'json', logLevel: 'info' };
   if (v.config === undefined || v.config === '') throw new UsageError('-c/--config FILE is required');
@@ -104,6 +118,7 @@ export function parseDaemonOptions(argv: readonly string[], daemon: 'gcks' | 'gm
     stateDir: v.state,
     stateKeyFile: v['state-key-file'],
     controlSocket: v.control,
+    xfrm: v['xfrm-dry-run'] ? 'dry-run' : v.xfrm ? 'apply' : undefined,
   };
 }
 

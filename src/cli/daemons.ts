@@ -8,7 +8,7 @@ import { createLogSink, formatConfigErrors, serveUntilStopped } from '../node/da
 import { GcksDaemon, loadGcksSetupFile } from '../node/gcks-daemon.ts';
 import { GmDaemon, loadGmSetupFile } from '../node/gm-daemon.ts';
 import { StateError } from '../store/errors.ts';
-import { DAEMON_OPTIONS_USAGE, GCKS_OPTIONS_USAGE, parseDaemonOptions, type DaemonCliOptions } from './daemon-options.ts';
+import { DAEMON_OPTIONS_USAGE, GCKS_OPTIONS_USAGE, GM_OPTIONS_USAGE, parseDaemonOptions, type DaemonCliOptions } from './daemon-options.ts';
 import { EXIT_FAILED, EXIT_OK, type CliIo, type Command } from './command.ts';
 
 const GCKS_USAGE = `usage: gikev2 gcks -c gcks.yaml [--state DIR [--state-key-file FILE]] [--control PATH]
@@ -25,7 +25,7 @@ ${GCKS_OPTIONS_USAGE}
 
 ${DAEMON_OPTIONS_USAGE}`;
 
-const GM_USAGE = `usage: gikev2 gm -c gm.yaml [--keylog FILE] [--log-format json|readable] [--log-level LEVEL]
+const GM_USAGE = `usage: gikev2 gm -c gm.yaml [--keylog FILE] [--log-format json|readable] [--log-level LEVEL] [--xfrm | --xfrm-dry-run]
 
 Runs a G-IKEv2 group member: registers with the first key server that
 answers, to every configured group, and keeps the SAs it installs current
@@ -35,7 +35,9 @@ Sender-IDs; never keys), joins the multicast groups its groups' rekeys
 arrive on and follows every rekey. See examples/gm-receiver.yaml and
 gm-sender.yaml.
 
-${DAEMON_OPTIONS_USAGE}`;
+${DAEMON_OPTIONS_USAGE}
+
+${GM_OPTIONS_USAGE}`;
 
 interface Startable {
   reload(): unknown;
@@ -105,6 +107,6 @@ export const gmCommand: Command = {
       io.out(`${GM_USAGE}\n`);
       return EXIT_OK;
     }
-    return runDaemon('gm', opts, io, (logger) => GmDaemon.start({ load: () => loadGmSetupFile(opts.configFile), logger, keylogFile: opts.keylogFile }));
+    return runDaemon('gm', opts, io, (logger) => GmDaemon.start({ load: () => loadGmSetupFile(opts.configFile), logger, keylogFile: opts.keylogFile, xfrm: opts.xfrm }));
   },
 };

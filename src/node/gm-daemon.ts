@@ -41,6 +41,8 @@ import { configErrorFields, CredentialFiles, KeylogFile, readConfigText } from '
 import { describeLocal } from './gcks-daemon.ts';
 import { describeGroupTable, groupTableFields } from './gm-summary.ts';
 import type { Logger } from './log.ts';
+import { XfrmBackend, type XfrmOutcome } from '../dataplane/xfrm.ts';
+import { xfrmSyncFromMember, type XfrmMemberSync } from '../dataplane/xfrm-member.ts';
 import { describeEngineEvent, ServiceHost } from './service-host.ts';
 import { isMulticastAddress, type SocketSpec } from './udp.ts';
 
@@ -79,6 +81,8 @@ export interface GmDaemonOptions {
   readonly sockets?: readonly SocketSpec[];
   readonly serviceOptions?: Partial<Pick<GmServiceDeps, 'retransmit' | 'authExchange' | 'engine'>>;
   readonly onEvent?: (event: GmServiceEvent, daemon: GmDaemon) => void;
+  /** Keep Linux XFRM states and policies in step with the SA table ('dry-run' only logs the `ip xfrm` commands). */
+  readonly xfrm?: 'apply' | 'dry-run' | undefined;
 }
 
 export type GmReloadOutcome =
@@ -130,6 +134,8 @@ interface Running {
   readonly multicast: Map<string, JoinedGroup>;
   /** Socket changes run one after the other. */
   multicastSync: Promise<void>;
+  /** One XFRM sync per group when `--xfrm` is on. */
+  readonly xfrm: readonly XfrmMemberSync[];
 }
 
 interface JoinedGroup {
@@ -226,7 +232,7 @@ export class GmDaemon {
     }
     const old = this.running;
     this.running = replacement;
-    await stopRunning(old, 1000);
+    await stopRunning(old, 1000, this.log);
     this.log.info('configuration reloaded: registering again with the new configuration', { event: 'reloaded' });
     this.begin();
     return { kind: 'replaced' };
@@ -235,7 +241,7 @@ export class GmDaemon {
   /** Deletes the IKE SA (waiting up to `graceMs` for the answer), then closes the socket. */
   async stop(graceMs = 1000): Promise<void> {
     this.stopping = true;
-    await stopRunning(this.running, graceMs);
+    await stopRunning(this.running, graceMs, this.log);
   }
 
   private begin(): void {
@@ -339,6 +345,7 @@ export class GmDaemon {
   private onEvent(e: GmServiceEvent): void {
     if (this.stopping && e.type === 'error') return;
     if (e.type === 'keys' || e.type === 'left' || e.type === 'excluded' || e.type === 'kek-updated') this.syncMulticast();
+    for (const sync of this.running.xfrm) reportXfrm(this.log, sync.group, () => sync.onEvent(e));
     logGmEvent(this.log, e, this.running.service, (this.options.clock ?? monotonicClock).now());
     try {
       this.options.onEvent?.(e, this);
@@ -386,7 +393,17 @@ async function launch(setup: GmSetup, options: GmDaemonOptions, log: Logger, onE
       return new GmService(setup.config, deps);
     });
     files.assertOk();
-    return { setup, service: service!, host, multicast: new Map(), multicastSync: Promise.resolve() };
+    const xfrm =
+      options.xfrm === undefined
+        ? []
+        : setup.config.groups.map((g) =>
+            xfrmSyncFromMember(
+              service!,
+              new XfrmBackend({ dryRun: options.xfrm === 'dry-run', log: (line) => log.info(line, { event: 'xfrm', dryRun: options.xfrm === 'dry-run' }) }),
+              { group: g.id, localAddress: local?.address },
+            ),
+          );
+    return { setup, service: service!, host, multicast: new Map(), multicastSync: Promise.resolve(), xfrm };
   } catch (e) {
     if (host) await host.stop(undefined, () => true, 0);
     else keylog?.close();
@@ -394,8 +411,9 @@ async function launch(setup: GmSetup, options: GmDaemonOptions, log: Logger, onE
   }
 }
 
-async function stopRunning(r: Running, graceMs: number): Promise<void> {
+async function stopRunning(r: Running, graceMs: number, log: Logger): Promise<void> {
   await r.multicastSync;
+  for (const sync of r.xfrm) reportXfrm(log, sync.group, () => sync.close());
   const saId = r.service.status().ikeSa?.saId;
   await r.host.stop(
     saId === undefined ? undefined : (now) => r.service.engine.deleteSa(saId, now),
@@ -412,6 +430,17 @@ function sameSetup(a: GmSetup, b: GmSetup): boolean {
       anchors: s.trustAnchors,
     });
   return norm(a) === norm(b);
+}
+
+/** Runs an XFRM step; a kernel refusal is logged, never fatal (the member keeps its keys). */
+function reportXfrm(log: Logger, group: string, step: () => readonly XfrmOutcome[]): void {
+  try {
+    for (const o of step()) {
+      if (!o.ok) log.warn(`xfrm: ${o.error ?? 'command failed'}`, { event: 'xfrm-failed', group, error: o.error ?? null });
+    }
+  } catch (e) {
+    log.error(`xfrm: ${e instanceof Error ? e.message : String(e)}`, { event: 'xfrm-failed', group, error: e });
+  }
 }
 
 /** One log line per member event, in words; the SA table supplies the words for `keys`. */

@@ -231,4 +231,23 @@ describe('gikev2 gcks and gikev2 gm daemons (real sockets)', { timeout: 90_000 }
     assert.equal((await gm.exited).code, 0);
     assert.equal((await gcks.exited).code, 0);
   });
+
+  it('--xfrm-dry-run logs the ip xfrm commands for the member\'s SAs, keys masked, and removes them on stop', async () => {
+    const [port, nattPort] = [await freeUdpPort(), await freeUdpPort()];
+    const gcks = start('gcks-xfrm', ['gcks', '-c', write('gcks-x.yaml', gcksYaml(port, nattPort))]);
+    await gcks.waitForEvent('started');
+    const keylog = join(tmp, 'gm-xfrm.keys');
+    const gm = start('gm-xfrm', ['gm', '-c', write('gm-x.yaml', gmYaml('@sender.e2e.example', port, VIDEO_SENDER)), '--xfrm-dry-run', '--keylog', keylog]);
+    const xfrm = (): LogLine[] => gm.lines.filter((l: LogLine) => l['event'] === 'xfrm');
+    await gm.waitFor('an outbound XFRM policy', () => xfrm().find((l) => /ip xfrm policy add .*dir out/.test(l.msg)));
+    const state = await gm.waitFor('a state for the ESP SA', () => xfrm().find((l) => /ip xfrm state add .* proto esp spi 0x[0-9a-f]{8}/.test(l.msg)));
+    assert.match(state.msg, /<key \d+ octets>/, 'keys are masked in the dry run');
+    assert.ok(xfrm().every((l) => l['dryRun'] === true));
+    gm.signal('SIGTERM');
+    assert.equal((await gm.exited).code, 0);
+    assert.ok(xfrm().some((l) => /ip xfrm policy del/.test(l.msg)), 'policies removed on stop');
+    assert.ok(xfrm().some((l) => /ip xfrm state del/.test(l.msg)), 'states removed on stop');
+    gcks.signal('SIGTERM');
+    assert.equal((await gcks.exited).code, 0);
+  });
 });
