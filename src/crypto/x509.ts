@@ -481,9 +481,10 @@ export function validateCertificateChain(
   const max = opts.maxChainLength ?? DEFAULT_MAX_CHAIN;
   const anchors = opts.trustAnchors;
   const isAnchor = (c: Certificate): boolean => anchors.some((a) => a.der.equals(c.der));
-  let best: CertificateError = new CertificateError('untrusted', 'no path to a trust anchor', endEntity.subject);
+  // The error to report if no path is found; made only then (an Error captures a stack trace, costly on every validation).
+  let best: CertificateError | undefined;
   const note = (e: CertificateError): void => {
-    if (REASON_RANK[e.reason] > REASON_RANK[best.reason]) best = e;
+    if (REASON_RANK[e.reason] > REASON_RANK[best?.reason ?? 'untrusted']) best = e;
   };
 
   const search = (path: Certificate[]): Certificate[] | undefined => {
@@ -520,7 +521,7 @@ export function validateCertificateChain(
   };
 
   const path = search([endEntity]);
-  if (!path) throw best;
+  if (!path) throw best ?? new CertificateError('untrusted', 'no path to a trust anchor', endEntity.subject);
   return { path, trustAnchor: path[path.length - 1]! };
 }
 

@@ -46,19 +46,34 @@ export function addressOctets(address: string | Uint8Array): Buffer {
   return Buffer.from(address);
 }
 
+/**
+ * Dotted-quad -> 4 octets, scanned by hand: it runs for every datagram sent
+ * (socket choice) and for every NAT detection hash.
+ */
 function parseIPv4(s: string): Buffer | undefined {
-  const parts = s.split('.');
-  if (parts.length !== 4) return undefined;
+  if (s.length < 7 || s.length > 15) return undefined;
   const out = Buffer.alloc(4);
-  for (let i = 0; i < 4; i++) {
-    const p = parts[i] ?? '';
-    // No leading zeros: "010" is octal in some parsers and ambiguous here.
-    if (!/^(0|[1-9]\d{0,2})$/.test(p)) return undefined;
-    const n = Number(p);
-    if (n > 255) return undefined;
-    out[i] = n;
+  let part = 0;
+  let value = 0;
+  let digits = 0;
+  for (let i = 0; i <= s.length; i++) {
+    const c = i < s.length ? s.charCodeAt(i) : 0x2e;
+    if (c === 0x2e) {
+      // '.' (or the end): closes a part; 1-3 digits, <= 255.
+      if (digits === 0 || value > 255 || part > 3) return undefined;
+      out[part++] = value;
+      value = 0;
+      digits = 0;
+    } else if (c >= 0x30 && c <= 0x39) {
+      // No leading zeros: "010" is octal in some parsers and ambiguous here.
+      if (digits === 3 || (digits === 1 && value === 0)) return undefined;
+      value = value * 10 + (c - 0x30);
+      digits++;
+    } else {
+      return undefined;
+    }
   }
-  return out;
+  return part === 4 ? out : undefined;
 }
 
 function parseIPv6(input: string): Buffer | undefined {

@@ -161,7 +161,7 @@ export interface InitiateOptions extends Endpoint {
 export interface EngineStats {
   /** Every SA the engine holds, failed ones kept to answer retransmissions included. */
   readonly sas: number;
-  /** Responder SAs between IKE_SA_INIT and IKE_AUTH (RFC 7296 2.6). */
+  /** Responder SAs between IKE_SA_INIT and IKE_AUTH (RFC 7296 2.6), and failed ones kept to answer retransmissions. */
   readonly halfOpen: number;
   /** The half-open table's estimate of the octets they hold. */
   readonly halfOpenBytes: number;
@@ -561,7 +561,12 @@ export class IkeEngine implements DatagramEngine<EngineEvent> {
       container: { type: PayloadType.SK, critical: false, innerFirst: firstType },
       bodyLength,
     });
-    return [Buffer.concat([prefix, protect(cipher, prefix, bytes)])];
+    const body = protect(cipher, prefix, bytes);
+    // Memory of its own (see `own`): the packet is kept, cached for retransmission or until answered.
+    const packet = Buffer.allocUnsafeSlow(prefix.length + body.length);
+    prefix.copy(packet);
+    body.copy(packet, prefix.length);
+    return [packet];
   }
 
   /** Verifies and decrypts one SK or SKF message; SKF chunks go to the reassembler. */
@@ -1187,13 +1192,19 @@ export class IkeEngine implements DatagramEngine<EngineEvent> {
   }
 
   /**
-   * A responder SA whose authentication failed stops counting as half-open
-   * but stays a while, so that a retransmitted request gets the cached error
-   * response instead of INVALID_IKE_SPI (RFC 7296 2.1). It accepts nothing new.
+   * A responder SA whose authentication failed stays a while, so that a
+   * retransmitted request gets the cached error response instead of
+   * INVALID_IKE_SPI (RFC 7296 2.1). It accepts nothing new. It keeps its
+   * place in the half-open table: it costs what a half-open SA costs, and
+   * failing IKE_AUTH on purpose must not be a way around the half-open caps
+   * (count, per source, octets). Evicted or expired from there, it goes.
    */
   private retireFailed(sa: IkeSa): void {
     sa.state = 'deleted';
-    this.halfOpen.remove(sa.id);
+    // Only the cached response and the ciphers that verify a retransmission are needed now.
+    sa.keyExchange = undefined;
+    sa.initRequest = undefined;
+    sa.initResponse = undefined;
     this.dropFromInitIndex(sa);
     this.expiries.set(sa, { at: this.now + this.config.staleSaTimeoutMs, reason: 'error', announce: false });
   }

@@ -1,7 +1,8 @@
 /**
  * Accounting of half-open IKE SAs (responder side: IKE_SA_INIT answered,
- * IKE_AUTH / GSA_AUTH not yet completed), the state a flood of
- * IKE_SA_INIT requests makes a responder keep (RFC 7296 Section 2.6, RFC 8019).
+ * IKE_AUTH / GSA_AUTH not yet completed, or failed and kept a while to
+ * answer retransmissions), the state a flood of IKE_SA_INIT requests makes a
+ * responder keep (RFC 7296 Section 2.6, RFC 8019).
  *
  * Limits: a total count, a count per source IP, and an estimate of the
  * memory they hold. `admit` is asked before a new IKE_SA_INIT is processed;

@@ -31,12 +31,16 @@ export function natDetectionHash(
   port: number,
 ): Buffer {
   if (spiI.length !== IKE_SPI_OCTETS) throw new RangeError(`SPIi must be ${IKE_SPI_OCTETS} octets`);
-  const r = spiR ?? Buffer.alloc(IKE_SPI_OCTETS);
-  if (r.length !== IKE_SPI_OCTETS) throw new RangeError(`SPIr must be ${IKE_SPI_OCTETS} octets`);
+  if (spiR && spiR.length !== IKE_SPI_OCTETS) throw new RangeError(`SPIr must be ${IKE_SPI_OCTETS} octets`);
   if (!Number.isInteger(port) || port < 0 || port > 0xffff) throw new RangeError(`bad port ${port}`);
-  const p = Buffer.alloc(2);
-  p.writeUInt16BE(port);
-  return createHash('sha1').update(spiI).update(r).update(addressOctets(address)).update(p).digest();
+  const ip = addressOctets(address);
+  // One buffer, one update: four hashes per IKE_SA_INIT exchange, each call into node has a fixed cost.
+  const input = Buffer.alloc(2 * IKE_SPI_OCTETS + ip.length + 2);
+  input.set(spiI, 0);
+  if (spiR) input.set(spiR, IKE_SPI_OCTETS);
+  input.set(ip, 2 * IKE_SPI_OCTETS);
+  input.writeUInt16BE(port, 2 * IKE_SPI_OCTETS + ip.length);
+  return createHash('sha1').update(input).digest();
 }
 
 /** What this side sends: the notify data for its own source and the peer as destination. */

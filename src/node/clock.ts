@@ -32,6 +32,8 @@ const MAX_TIMER_DELAY = 2 ** 31 - 1;
  */
 export class Timer {
   private handle: ReturnType<typeof setTimeout> | undefined;
+  /** When the pending setTimeout wakes, on `clock`; may be before `deadline`. */
+  private handleAt = 0;
   private deadline: number | undefined;
 
   constructor(
@@ -46,11 +48,23 @@ export class Timer {
     return this.deadline;
   }
 
-  /** Arms for `deadline`; undefined cancels. */
+  /**
+   * Arms for `deadline`; undefined cancels. The adapter re-arms after every
+   * datagram, usually for the same or a later deadline: a pending wake-up
+   * that is not later than the new deadline is kept (it finds it early and
+   * waits again) instead of clearing and creating a node timer each time.
+   */
   armAt(deadline: number | undefined): void {
-    this.cancel();
-    if (deadline === undefined) return;
+    if (deadline === undefined) {
+      this.cancel();
+      return;
+    }
     this.deadline = deadline;
+    if (this.handle !== undefined) {
+      if (this.handleAt <= deadline) return;
+      clearTimeout(this.handle);
+      this.handle = undefined;
+    }
     this.schedule();
   }
 
@@ -63,18 +77,22 @@ export class Timer {
   private schedule(): void {
     const deadline = this.deadline;
     if (deadline === undefined) return;
-    const delay = Math.min(MAX_TIMER_DELAY, Math.max(0, deadline - this.clock.now()));
+    const now = this.clock.now();
+    const delay = Math.ceil(Math.min(MAX_TIMER_DELAY, Math.max(0, deadline - now)));
+    this.handleAt = now + delay;
     this.handle = setTimeout(() => {
       this.handle = undefined;
-      const now = this.clock.now();
-      if (now < deadline) {
-        // Woke early (long waits are split, or timer granularity): wait again.
+      const due = this.deadline;
+      if (due === undefined) return;
+      const at = this.clock.now();
+      if (at < due) {
+        // Woke early (long waits are split, the deadline moved later, or timer granularity): wait again.
         this.schedule();
         return;
       }
       this.deadline = undefined;
-      this.fire(now);
-    }, Math.ceil(delay));
+      this.fire(at);
+    }, delay);
     if (this.unref) this.handle.unref();
   }
 }

@@ -12,10 +12,25 @@ function registry<const T extends Record<string, number>>(table: T): Readonly<T>
   return Object.freeze(table);
 }
 
+/** value -> first registered name, per table, built on first use (names are looked up on every decode). */
+const reverseTables = new WeakMap<object, ReadonlyMap<number, string>>();
+
+/** The value -> name map of `table`; where two names share a value, the first one listed wins. */
+export function reverseOf(table: Readonly<Record<string, number>>): ReadonlyMap<number, string> {
+  let reverse = reverseTables.get(table);
+  if (!reverse) {
+    const built = new Map<number, string>();
+    for (const [k, v] of Object.entries(table)) if (!built.has(v)) built.set(v, k);
+    reverse = built;
+    // Only frozen tables can be cached: a mutable one could change under the cache.
+    if (Object.isFrozen(table)) reverseTables.set(table, reverse);
+  }
+  return reverse;
+}
+
 /** Returns the registered name of `value` in `table`, or `<label>(value)`. */
 export function nameOf(table: Readonly<Record<string, number>>, value: number, label = 'UNKNOWN'): string {
-  for (const [k, v] of Object.entries(table)) if (v === value) return k;
-  return `${label}(${value})`;
+  return reverseOf(table).get(value) ?? `${label}(${value})`;
 }
 
 export const ExchangeType = registry({

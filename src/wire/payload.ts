@@ -1,6 +1,6 @@
 import { DecodeError, Limits } from './errors.ts';
 import { decodeGsaBody, encodeGsaBody, type GsaPayload } from './gsa.ts';
-import { NotifyType, PayloadType } from './iana.ts';
+import { NotifyType, PayloadType, reverseOf } from './iana.ts';
 import { decodeKdBody, encodeKdBody, type KdPayload } from './kd.ts';
 import { decodeAuthBody, encodeAuthBody, type AuthPayload } from './payloads/auth.ts';
 import { decodeCertBody, encodeCertBody, type CertPayload } from './payloads/cert.ts';
@@ -124,8 +124,7 @@ export function payloadTypeName(type: number): string {
 }
 
 export function notifyTypeName(notifyType: number): string {
-  for (const [name, value] of Object.entries(NotifyType)) if (value === notifyType) return name;
-  return String(notifyType);
+  return reverseOf(NotifyType).get(notifyType) ?? String(notifyType);
 }
 
 /** The name used in logs and error paths: `SA`, `N(COOKIE)`, `SKF(1/3)`. */
@@ -159,17 +158,16 @@ export function decodeChainFrom(r: Reader, firstType: number): Payload[] {
     const critical = (head.u8('flags') & CRITICAL) !== 0;
     const lengthAt = head.offset;
     const length = head.u16('payload length');
-    const at = joinPath(r.path, label);
     if (length < GENERIC_HEADER_LENGTH) {
-      throw new DecodeError('bad-length', at, `payload length ${length} < ${GENERIC_HEADER_LENGTH}`, lengthAt);
+      throw new DecodeError('bad-length', joinPath(r.path, label), `payload length ${length} < ${GENERIC_HEADER_LENGTH}`, lengthAt);
     }
     if (length > r.remaining) {
-      throw new DecodeError('truncated', at, `payload length ${length} but ${r.remaining} octet(s) left`, lengthAt);
+      throw new DecodeError('truncated', joinPath(r.path, label), `payload length ${length} but ${r.remaining} octet(s) left`, lengthAt);
     }
     if (critical && !isKnownPayloadType(type)) {
       throw new DecodeError(
         'unsupported-critical',
-        at,
+        joinPath(r.path, label),
         `payload type ${type} is not supported and has the Critical bit set`,
         payloadStart,
         type,

@@ -8,14 +8,42 @@ import { DecodeError, type DecodeErrorKind } from './errors.ts';
  */
 export class Reader {
   private pos: number;
+  /** The path, or undefined until first asked for (see `nested`). */
+  private pathText: string | undefined;
+  /** For a nested reader: the container's reader and this reader's segment, joined on demand. */
+  private parent: Reader | undefined;
+  private segment = '';
 
   constructor(
     readonly buf: Uint8Array,
-    readonly path: string = '',
+    path: string = '',
     private readonly start = 0,
     readonly end = buf.length,
   ) {
     this.pos = start;
+    this.pathText = path;
+  }
+
+  /**
+   * Where this reader is, for errors: `SA > proposal[1] > transform[2]`.
+   * Built only when asked (an error, or a decoder naming a path): joining it
+   * for every payload, transform and attribute decoded costs more than the
+   * reading itself.
+   */
+  get path(): string {
+    if (this.pathText === undefined) {
+      this.pathText = joinPath(this.parent?.path ?? '', this.segment);
+      this.parent = undefined;
+    }
+    return this.pathText;
+  }
+
+  private nested(segment: string, start: number, end: number): Reader {
+    const r = new Reader(this.buf, '', start, end);
+    r.pathText = undefined;
+    r.parent = this;
+    r.segment = segment;
+    return r;
   }
 
   get offset(): number {
@@ -87,15 +115,15 @@ export class Reader {
    * past them. `n` was read from the wire, so it is checked first.
    */
   sub(n: number, segment: string): Reader {
-    this.need(n, `${segment} (declared length ${n})`);
-    const r = new Reader(this.buf, joinPath(this.path, segment), this.pos, this.pos + n);
+    if (n < 0 || this.pos + n > this.end) this.need(n, `${segment} (declared length ${n})`);
+    const r = this.nested(segment, this.pos, this.pos + n);
     this.pos += n;
     return r;
   }
 
   /** The same range as this reader from the current position, under a longer path. */
   child(segment: string): Reader {
-    return new Reader(this.buf, joinPath(this.path, segment), this.pos, this.end);
+    return this.nested(segment, this.pos, this.end);
   }
 
   /** Fails unless every octet was consumed (a structure must fill its declared length). */

@@ -464,3 +464,82 @@ describe('IKE responder against garbage and replays', () => {
     assert.ok(heapUsed() - heapBefore < HEAP_GROWTH_LIMIT, 'heap growth bounded');
   });
 });
+
+describe('IKE responder against failing IKE_AUTH floods', () => {
+  /**
+   * Hosts that can receive complete IKE_SA_INIT (cookies included) and then
+   * send an IKE_AUTH the responder must refuse (a wrong PSK). The responder
+   * keeps each failed SA a while to answer retransmissions; those SAs cost
+   * what half-open ones do, so they must stay under the same caps.
+   */
+  function failAuth(responder: IkeEngine, initiator: IkeEngine, from: Endpoint, now: number): { failed: boolean; authRequest?: Buffer; authResponse?: Buffer } {
+    const local: LocalEndpoint = { ...from, marker: false };
+    let pending = initiator.initiate({ ...RESPONDER, local, remoteId: 'responder@test' }, now).send.map((s) => s.data);
+    let failed = false;
+    let authRequest: Buffer | undefined;
+    let authResponse: Buffer | undefined;
+    for (let hop = 0; hop < 6 && pending.length > 0; hop++) {
+      const next: Buffer[] = [];
+      for (const d of pending) {
+        const out = responder.receive(d, from, RESPONDER_LOCAL, now);
+        assertNoInternalError(out.events);
+        if (out.events.some((e) => e.type === 'exchange-failed' && e.notify === 'AUTHENTICATION_FAILED')) {
+          failed = true;
+          authRequest = d;
+          authResponse = out.send[0]?.data;
+          continue;
+        }
+        for (const s of out.send) next.push(...initiator.receive(s.data, RESPONDER, local, now).send.map((x) => x.data));
+      }
+      pending = next;
+    }
+    return { failed, ...(authRequest ? { authRequest } : {}), ...(authResponse ? { authResponse } : {}) };
+  }
+
+  it('counts failed responder SAs against the half-open caps (total and per source) and still answers their retransmissions', () => {
+    const halfOpen = { maxTotal: 50, maxPerSource: 3, timeoutMs: 30_000 };
+    const responder = new IkeEngine(responderConfig({ halfOpen, cookieThreshold: 10 }));
+    const wrong = new IkeEngine({ ...initiatorConfig('wrong-psk'), psks: { '*': 'not-the-flood-test-psk' } });
+    let now = SIM_EPOCH;
+    let failures = 0;
+    let last: { authRequest?: Buffer; authResponse?: Buffer } = {};
+    // 200 failed IKE_AUTHs within a few seconds, well inside the time failed SAs are kept.
+    for (let n = 0; n < 200; n++) {
+      const r = failAuth(responder, wrong, spoofed(n), (now += 10));
+      if (r.failed) failures++;
+      last = r;
+      const st = responder.stats();
+      assert.ok(st.sas <= halfOpen.maxTotal, `SAs held after ${n + 1} failed authentications: ${JSON.stringify(st)}`);
+      assert.ok(st.halfOpen <= halfOpen.maxTotal);
+    }
+    assert.equal(failures, 200);
+    assert.equal(responder.stats().halfOpen, halfOpen.maxTotal);
+    assert.equal(responder.stats().expiring, halfOpen.maxTotal);
+
+    // The newest failed SA still answers a retransmitted IKE_AUTH with the cached error.
+    const again = responder.receive(last.authRequest!, spoofed(199), RESPONDER_LOCAL, (now += 10));
+    assert.equal(again.send.length, 1);
+    assert.ok(again.send[0]!.data.equals(last.authResponse!));
+
+    // One source failing over and over holds at most its per-source share.
+    const greedy: Endpoint = { address: '203.0.113.66', port: 4242 };
+    let greedyFailures = 0;
+    for (let k = 0; k < 10; k++) if (failAuth(responder, wrong, greedy, (now += 10)).failed) greedyFailures++;
+    assert.equal(greedyFailures, halfOpen.maxPerSource);
+    assert.equal(responder.list().length, 0, 'failed SAs are not listed as live');
+
+    // A legitimate initiator gets through (after a cookie: the failed SAs count towards the threshold).
+    const legit = new LegitInitiator();
+    legit.start(now);
+    now = finish(legit, responder, now);
+    assert.ok(legit.established, JSON.stringify(legit.events));
+    assert.equal(legit.cookiesReceived, 1);
+
+    // Everything failed is gone once the half-open timeout has passed.
+    responder.timeout(now + halfOpen.timeoutMs + 1);
+    const st = responder.stats();
+    assert.equal(st.sas, 1);
+    assert.equal(st.halfOpen, 0);
+    assert.equal(st.expiring, 0);
+  });
+});
