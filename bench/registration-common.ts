@@ -15,6 +15,8 @@ export interface ServerStart {
   readonly pki?: { readonly ca: string; readonly cert: string; readonly key: string } | undefined;
   /** Write a CPU profile of the server to this file (--cpu-prof style). */
   readonly profile?: string | undefined;
+  /** Durable state (`--state`): the daemon's SQLite store in a fresh temporary directory, a generated KEK. */
+  readonly state?: boolean | undefined;
 }
 
 export interface ServerStats {

@@ -4,19 +4,23 @@
  * and memory can be measured apart from the load generators. Run with
  * --expose-gc so that memory is measured after a full collection.
  */
-import { createPrivateKey } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { createPrivateKey, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Session } from 'node:inspector/promises';
 import { loadGcksConfig } from '../src/gcks/config.ts';
 import type { GcksServiceEvent } from '../src/gcks/service.ts';
 import { GcksDaemon } from '../src/node/gcks-daemon.ts';
 import { silentLogger } from '../src/node/log.ts';
+import { KEK_ENV_VARIABLE } from '../src/store/encryption.ts';
 import { gcksYaml, type ServerReply, type ServerRequest, type ServerStart } from './registration-common.ts';
 
 let daemon: GcksDaemon | undefined;
 let rejected = 0;
 let profiler: Session | undefined;
 let profileFile: string | undefined;
+let stateDir: string | undefined;
 
 function reply(m: ServerReply): void {
   process.send?.(m);
@@ -41,6 +45,8 @@ async function start(m: ServerStart): Promise<void> {
     }),
     logger: silentLogger,
     sockets: [{ address: '127.0.0.1', port: 0, marker: false }],
+    // --state: a fresh state directory with a generated KEK (in the environment given to the daemon only).
+    ...(m.state ? { state: { stateDir: (stateDir = join(mkdtempSync(join(tmpdir(), 'gikev2-bench-state-')), 'state')), env: { [KEK_ENV_VARIABLE]: randomBytes(32).toString('hex') } } } : {}),
     onEvent: (e: GcksServiceEvent) => {
       if (e.type === 'registration-rejected') rejected++;
     },
@@ -92,6 +98,7 @@ process.on('message', (raw: ServerRequest) => {
             writeFileSync(profileFile, JSON.stringify(profile));
           }
           await daemon?.stop(0);
+          if (stateDir) rmSync(join(stateDir, '..'), { recursive: true, force: true });
           reply({ kind: 'stopped' });
           process.disconnect?.();
           return;

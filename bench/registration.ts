@@ -3,7 +3,13 @@
  * one key server over loopback.
  *
  *   npx tsx bench/registration.ts [--members N (default 5000; 10000 for the target)] [--auth psk|ecdsa|both]
- *       [--concurrency C] [--generators G] [--profile]
+ *       [--concurrency C] [--generators G] [--profile] [--state]
+ *
+ * --state runs every case twice, in memory and with durable state (the
+ * daemon's SQLite store in a temporary directory, a generated KEK, as
+ * `gikev2 gcks --state DIR`), and prints them side by side with the ratio
+ * (issue 6: persistence within 80 % of the in-memory figure); results go to
+ * bench/results/registration-state.json.
  *
  * The key server (the real GcksDaemon) runs in its own process so that its
  * CPU time and memory are its own; G load generator processes run the
@@ -33,6 +39,7 @@ interface Options {
   readonly concurrency: number;
   readonly generators: number;
   readonly profile: boolean;
+  readonly state: boolean;
 }
 
 function options(): Options {
@@ -43,6 +50,7 @@ function options(): Options {
       concurrency: { type: 'string' },
       generators: { type: 'string' },
       profile: { type: 'boolean' },
+      state: { type: 'boolean' },
     },
   });
   const auth = values.auth ?? 'both';
@@ -53,6 +61,7 @@ function options(): Options {
     concurrency: Number(values.concurrency ?? 128),
     generators: Number(values.generators ?? 1),
     profile: values.profile ?? false,
+    state: values.state ?? false,
   };
 }
 
@@ -97,8 +106,11 @@ function sourceAddresses(count: number, generator: number): string[] {
   return Array.from({ length: count }, (_, i) => `127.${10 + generator}.${Math.floor(i / 250)}.${(i % 250) + 1}`);
 }
 
+type Persistence = 'memory' | 'sqlite';
+
 interface Result {
   readonly auth: AuthKind;
+  readonly persistence: Persistence;
   readonly members: number;
   readonly registered: number;
   readonly serverMembers: number;
@@ -123,7 +135,7 @@ interface Result {
   readonly errorSamples: readonly string[];
 }
 
-async function runOne(auth: AuthKind, o: Options): Promise<Result> {
+async function runOne(auth: AuthKind, persistence: Persistence, o: Options): Promise<Result> {
   let pki: { ca: string; caKey: string; cert: string; key: string } | undefined;
   if (auth === 'ecdsa') {
     const now = Date.now();
@@ -138,8 +150,8 @@ async function runOne(auth: AuthKind, o: Options): Promise<Result> {
     };
   }
   const server = spawnChild<ServerRequest, ServerReply>('registration-server.ts', ['--expose-gc']);
-  const profileFile = o.profile ? `${here}results/registration-${auth}.cpuprofile` : undefined;
-  server.send({ kind: 'start', auth, capacity: o.members + 10, pki: pki && { ca: pki.ca, cert: pki.cert, key: pki.key }, profile: profileFile });
+  const profileFile = o.profile ? `${here}results/registration-${auth}${persistence === 'sqlite' ? '-state' : ''}.cpuprofile` : undefined;
+  server.send({ kind: 'start', auth, capacity: o.members + 10, pki: pki && { ca: pki.ca, cert: pki.cert, key: pki.key }, profile: profileFile, state: persistence === 'sqlite' });
   const { port } = await server.expect('listening');
   server.send({ kind: 'stats' });
   const idle = await server.expect('stats');
@@ -188,6 +200,7 @@ async function runOne(auth: AuthKind, o: Options): Promise<Result> {
   const cpuSeconds = (atEnd.cpuMicros - before.cpuMicros) / 1e6;
   return {
     auth,
+    persistence,
     members: o.members,
     serverMembers: registered,
     errors: done.reduce((n, d) => n + d.errors, 0),
@@ -221,12 +234,16 @@ function round(x: number, digits: number): number {
 async function main(): Promise<void> {
   const o = options();
   const results: Result[] = [];
+  const modes: Persistence[] = o.state ? ['memory', 'sqlite'] : ['memory'];
   for (const auth of o.auths) {
-    process.stderr.write(`registering ${o.members} members with ${auth} (concurrency ${o.concurrency}, ${o.generators} load generator(s))...\n`);
-    results.push(await runOne(auth, o));
+    for (const persistence of modes) {
+      process.stderr.write(`registering ${o.members} members with ${auth}, state ${persistence} (concurrency ${o.concurrency}, ${o.generators} load generator(s))...\n`);
+      results.push(await runOne(auth, persistence, o));
+    }
   }
   const rows = results.map((r) => [
     r.auth === 'psk' ? 'X25519 + PSK' : 'X25519 + ECDSA P-256 certs',
+    r.persistence === 'sqlite' ? 'SQLite' : 'in memory',
     `${r.registered}/${r.members}`,
     r.seconds.toFixed(1),
     String(r.registrationsPerSecond),
@@ -237,12 +254,20 @@ async function main(): Promise<void> {
     String(r.server.bytesPerMemberSteady),
     String(r.errors),
   ]);
-  const head = ['authentication', 'registered', 'seconds', 'reg/s', 'p50 ms', 'p99 ms', 'server CPU s', 'B/member (SAs open)', 'B/member (steady)', 'errors'];
+  const head = ['authentication', 'state', 'registered', 'seconds', 'reg/s', 'p50 ms', 'p99 ms', 'server CPU s', 'B/member (SAs open)', 'B/member (steady)', 'errors'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: readonly string[]): string => cells.map((c, i) => c.padStart(widths[i]!)).join('  ');
   console.log(line(head));
   for (const r of rows) console.log(line(r));
   for (const r of results) for (const s of r.errorSamples) console.log(`  ${r.auth}: ${s}`);
+  const ratios = o.auths.flatMap((auth) => {
+    const mem = results.find((r) => r.auth === auth && r.persistence === 'memory');
+    const db = results.find((r) => r.auth === auth && r.persistence === 'sqlite');
+    return mem && db ? [{ auth, memory: mem.registrationsPerSecond, sqlite: db.registrationsPerSecond, ratio: round(db.registrationsPerSecond / mem.registrationsPerSecond, 3) }] : [];
+  });
+  for (const r of ratios) {
+    console.log(`${r.auth}: persistent ${r.sqlite} reg/s vs in-memory ${r.memory} reg/s = ${(r.ratio * 100).toFixed(0)} % (target >= 80 %: ${r.ratio >= 0.8 ? 'met' : 'NOT met'})`);
+  }
   mkdirSync(`${here}results`, { recursive: true });
   const out = {
     benchmark: 'registration',
@@ -252,11 +277,13 @@ async function main(): Promise<void> {
     cpuModel: cpus()[0]?.model,
     concurrency: o.concurrency,
     generators: o.generators,
-    target: { members: 10_000, seconds: 30, bytesPerMember: 4096 },
+    target: { members: 10_000, seconds: 30, bytesPerMember: 4096, persistentRatio: 0.8 },
     results,
+    ...(o.state ? { persistentVsMemory: ratios } : {}),
   };
-  writeFileSync(`${here}results/registration.json`, JSON.stringify(out, null, 2) + '\n');
-  console.log(`wrote bench/results/registration.json`);
+  const file = o.state ? 'registration-state.json' : 'registration.json';
+  writeFileSync(`${here}results/${file}`, JSON.stringify(out, null, 2) + '\n');
+  console.log(`wrote bench/results/${file}`);
   process.exit(0);
 }
 
