@@ -61,7 +61,10 @@ export class Timer {
     }
     this.deadline = deadline;
     if (this.handle !== undefined) {
-      if (this.handleAt <= deadline) return;
+      // Keep the pending wake-up only for a deadline still ahead: one that is
+      // already due (the clock moved on, e.g. after a suspend or a clock
+      // jump) fires now, not when the old node timer happens to wake.
+      if (this.handleAt <= deadline && deadline > this.clock.now()) return;
       clearTimeout(this.handle);
       this.handle = undefined;
     }

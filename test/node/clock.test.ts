@@ -57,6 +57,22 @@ describe('Timer', () => {
     t.cancel();
   });
 
+  it('a deadline that became due while a later wake-up is pending fires at once', async () => {
+    let offset = 0;
+    const clock = { now: () => performance.now() + offset };
+    const fired: number[] = [];
+    const timer = new Timer(clock, (now) => fired.push(now));
+    const deadline = clock.now() + 10_000;
+    timer.armAt(deadline);
+    offset += 20_000; // the clock moves past the deadline (suspend, test clock jump)
+    const started = performance.now();
+    timer.armAt(deadline); // re-armed for the same deadline, now already due
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(fired.length, 1, 'fired without waiting for the old 10 s wake-up');
+    assert.ok(performance.now() - started < 5_000);
+    timer.cancel();
+  });
+
   it('clocks: monotonic is relative, wall is the epoch', () => {
     assert.ok(Math.abs(wallClock.now() - Date.now()) < 1000);
     const a = monotonicClock.now();
