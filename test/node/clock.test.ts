@@ -62,8 +62,9 @@ describe('Timer', () => {
     const clock = { now: () => performance.now() + offset };
     const fired: number[] = [];
     const timer = new Timer(clock, (now) => fired.push(now));
-    const deadline = clock.now() + 10_000;
-    timer.armAt(deadline);
+    timer.armAt(clock.now() + 10_000); // a node timer wakes in 10 s
+    const deadline = clock.now() + 15_000;
+    timer.armAt(deadline); // later deadline: the 10 s wake-up is kept
     offset += 20_000; // the clock moves past the deadline (suspend, test clock jump)
     const started = performance.now();
     timer.armAt(deadline); // re-armed for the same deadline, now already due
