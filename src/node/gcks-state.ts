@@ -155,6 +155,8 @@ export class StorePersistence implements GcksPersistence {
   /** Chunks per row as last written, per group id (to void the rest when a tree is replaced). */
   private readonly chunkCounts = new Map<string, readonly number[]>();
   private readonly storedSigningKeys = new Set<string>();
+  /** The runtime record of each group as last committed (to tell a plain registration's checkpoint). */
+  private readonly runtimes = new Map<string, PersistedRuntime>();
   private failure: unknown;
 
   constructor(
@@ -208,6 +210,7 @@ export class StorePersistence implements GcksPersistence {
       const treeRecord = runtime.hasTree ? this.store.getLkhSnapshot(d.groupId) : undefined;
       const meta = treeRecord ? (treeRecord.meta as unknown as LkhTreeMeta) : undefined;
       if (meta) this.chunkCounts.set(d.groupId, meta.chunks);
+      this.runtimes.set(d.groupId, runtime);
       let signingKey: RekeySigningKey | undefined;
       if (runtime.signingKeyId) {
         const stored = this.store.getSigningKey(runtime.signingKeyId);
@@ -312,6 +315,7 @@ export class StorePersistence implements GcksPersistence {
   save(c: Checkpoint, now: number): void {
     if (this.failure !== undefined) throw new Error('the key server state could not be written earlier; restart the key server', { cause: this.failure });
     // Signing keys first: a group record never names a key that is not stored.
+    const written = new Map<string, PersistedRuntime>();
     const newKeys = c.groups.flatMap((g) => (g.signingKey && !this.storedSigningKeys.has(signingKeyId(g.signingKey)) ? [g.signingKey] : []));
     try {
       this.store.transaction(() => {
@@ -324,7 +328,7 @@ export class StorePersistence implements GcksPersistence {
             createdAt: this.toStored(now),
           });
         }
-        for (const g of c.groups) this.saveGroup(g, now);
+        for (const g of c.groups) this.saveGroup(g, now, written);
         if (c.queue) this.saveQueue(c.queue, now);
         for (const r of c.registrations) {
           this.store.appendRegistration({ groupId: this.groupIds.get(r.group) ?? r.group, memberId: identityKeyOf(r.member), at: this.toStored(r.at), details: { ...r.details, member: formatIdentity(r.member) } as Json });
@@ -346,12 +350,26 @@ export class StorePersistence implements GcksPersistence {
       throw e;
     }
     for (const key of newKeys) this.storedSigningKeys.add(signingKeyId(key));
+    for (const [groupId, runtime] of written) this.runtimes.set(groupId, runtime);
   }
 
-  private saveGroup(g: GroupCheckpoint, now: number): void {
+  private saveGroup(g: GroupCheckpoint, now: number, written: Map<string, PersistedRuntime>): void {
     const d = g.descriptor;
     this.groupIds.set(d.name, d.groupId);
     const at = this.toStored(now);
+    const runtime: PersistedRuntime = {
+      configHash: d.configHash,
+      senderIdCounter: g.senderIdCounter,
+      barred: [...g.barred],
+      signingKeyId: g.signingKey ? signingKeyId(g.signingKey) : null,
+      hasTree: g.hasTree,
+      planner: this.plannerJson(g.planner),
+    };
+    // Only what a plain registration changes may be committed without an
+    // fsync (see "Durability" in src/store/sqlite.ts); anything else in the
+    // transaction makes the whole commit critical.
+    const critical = !this.joinOnly(d.groupId, g, runtime);
+    const durability = { critical };
     if (g.sas) {
       const teks: SaRecord[] = g.sas.teks.map((t, index) => this.saRecord(d.groupId, 'data-security', t, { index }));
       this.rotateIfChanged(d.groupId, 'data-security', teks);
@@ -377,26 +395,40 @@ export class StorePersistence implements GcksPersistence {
     }
     if (g.tree) {
       for (const chunk of g.tree.chunks) {
-        this.store.putLkhSnapshot({ groupId: chunkRecord(d.groupId, chunk.height, chunk.index), meta: { height: chunk.height, index: chunk.index }, tree: chunk.data, savedAt: at });
+        this.store.putLkhSnapshot({ groupId: chunkRecord(d.groupId, chunk.height, chunk.index), meta: { height: chunk.height, index: chunk.index }, tree: chunk.data, savedAt: at }, durability);
       }
       const before = this.chunkCounts.get(d.groupId);
       if (g.tree.replaced && before) this.voidChunks(d.groupId, before, g.tree.meta.chunks, at);
-      this.store.putLkhSnapshot({ groupId: d.groupId, meta: g.tree.meta as unknown as JsonValue, tree: Buffer.alloc(0), savedAt: at });
+      this.store.putLkhSnapshot({ groupId: d.groupId, meta: g.tree.meta as unknown as JsonValue, tree: Buffer.alloc(0), savedAt: at }, durability);
       this.chunkCounts.set(d.groupId, g.tree.meta.chunks);
     } else if (!g.hasTree) {
       const before = this.chunkCounts.get(d.groupId);
       if (before) this.voidChunks(d.groupId, before, [], at);
       this.chunkCounts.delete(d.groupId);
     }
-    const runtime: PersistedRuntime = {
-      configHash: d.configHash,
-      senderIdCounter: g.senderIdCounter,
-      barred: [...g.barred],
-      signingKeyId: g.signingKey ? signingKeyId(g.signingKey) : null,
-      hasTree: g.hasTree,
-      planner: this.plannerJson(g.planner),
-    };
-    this.store.putGroup({ groupId: d.groupId, name: d.name, policy: runtime as unknown as JsonValue, appliedAt: at });
+    this.store.putGroup({ groupId: d.groupId, name: d.name, policy: runtime as unknown as JsonValue, appliedAt: at }, durability);
+    written.set(d.groupId, runtime);
+  }
+
+  /**
+   * True when this checkpoint of a group holds only what admitting members
+   * changes: members put (none removed), the changed chunks of the same tree
+   * (their new leaves and paths: fresh Key IDs from fsynced reservations),
+   * and wrap keys appended to the planner's pending ones; the SAs, the
+   * planner's SPIs, deletes and timing, the barred list, the signing key,
+   * the configuration and whether there is a tree all unchanged since the
+   * last commit. Losing such a commit (power loss) leaves the state of the
+   * commit before it: those members are unknown and register again.
+   */
+  private joinOnly(groupId: string, g: GroupCheckpoint, runtime: PersistedRuntime): boolean {
+    const before = this.runtimes.get(groupId);
+    if (!before || g.sas || g.members.removed.length > 0 || g.tree?.replaced === true) return false;
+    const strip = (r: PersistedRuntime): string => JSON.stringify({ ...r, planner: { ...r.planner, pendingWrapKeys: null } });
+    if (strip(before) !== strip(runtime)) return false;
+    const was = before.planner.pendingWrapKeys;
+    const now = runtime.planner.pendingWrapKeys;
+    if (!Array.isArray(was) || !Array.isArray(now) || now.length < was.length) return false;
+    return was.every((w, i) => JSON.stringify(w) === JSON.stringify(now[i]));
   }
 
   /** Old chunks beyond the new tree's rows are overwritten empty: no stale keys stay behind. */

@@ -12,8 +12,21 @@
  * group policies, the LKH tree, signing keys) is made with FULL; commits
  * holding only members, registration history and audit entries use NORMAL,
  * so after a power loss the last few of those may be missing (a member
- * re-registers) while counters and keys never go back. `durability: 'full'`
- * fsyncs every commit. Because SQLite refuses to change the safety level
+ * re-registers) while counters and keys never go back. `putGroup` and
+ * `putLkhSnapshot` are critical unless called with `{ critical: false }`:
+ * the key server (src/node/gcks-state.ts) does so only for a plain
+ * registration's commit (members added, the tree chunks holding their new
+ * leaves and paths, the group record when nothing but the pending wrap keys
+ * grew), so a registration needs no fsync of its own. After a power loss the
+ * last such commits may be missing, whole and in order (a WAL keeps a
+ * prefix of the commits), leaving the state of an earlier commit, which is
+ * consistent: those members are unknown and must register again. What must
+ * never repeat is unaffected: the SPIs, Sender-IDs, Key IDs and Message IDs
+ * they were given come from reservations fsynced before use, and the next
+ * critical commit (rekey, SA rotation, exclusion, signing key, queued
+ * GSA_REKEY datagrams, a new or replaced tree) fsyncs every commit before
+ * it. A process crash (SIGKILL) loses nothing. `durability: 'full'` fsyncs
+ * every commit. Because SQLite refuses to change the safety level
  * inside a transaction, a transaction that turns out to hold critical
  * writes is followed by a tiny FULL commit (a "sync barrier"): fsyncing the
  * WAL makes every earlier frame durable too.
@@ -53,6 +66,7 @@ import {
   type SaRecord,
   type SaRole,
   type SigningKeyRecord,
+  type WriteOptions,
 } from './store.ts';
 
 type Db = Database.Database;
@@ -602,8 +616,8 @@ export class SqliteStore implements KeyServerStore {
     return this.sql.counterList.all().map((r) => ({ counter: r.name, mark: r.mark }));
   }
 
-  putGroup(group: GroupRecord): void {
-    this.write(true, () => this.sql.groupPut.run(group.groupId, group.name, JSON.stringify(group.policy), group.appliedAt));
+  putGroup(group: GroupRecord, options?: WriteOptions): void {
+    this.write(options?.critical !== false, () => this.sql.groupPut.run(group.groupId, group.name, JSON.stringify(group.policy), group.appliedAt));
   }
   getGroup(groupId: string): GroupRecord | undefined {
     const r = this.sql.groupGet.get(groupId);
@@ -687,8 +701,8 @@ export class SqliteStore implements KeyServerStore {
     return this.sql.registrationList.all(groupId, memberId).map((r) => ({ groupId: r.group_id, memberId: r.member_id, at: r.at, details: parseJson(r.details), seq: r.seq }));
   }
 
-  putLkhSnapshot(s: LkhSnapshot): void {
-    this.write(true, () => this.sql.treePut.run(s.groupId, JSON.stringify(s.meta), this.kek.seal(s.tree, recordAad('lkh_trees', s.groupId)), s.savedAt));
+  putLkhSnapshot(s: LkhSnapshot, options?: WriteOptions): void {
+    this.write(options?.critical !== false, () => this.sql.treePut.run(s.groupId, JSON.stringify(s.meta), this.kek.seal(s.tree, recordAad('lkh_trees', s.groupId)), s.savedAt));
   }
   getLkhSnapshot(groupId: string): LkhSnapshot | undefined {
     const r = this.sql.treeGet.get(groupId);

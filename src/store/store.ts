@@ -101,6 +101,17 @@ export interface LkhSnapshot {
   readonly savedAt: number;
 }
 
+/**
+ * Per-write durability, for stores that distinguish (SqliteStore with
+ * `durability: 'critical'`). `critical: false` says this write may be lost
+ * on a power loss (never on a process crash) without anything that must
+ * never repeat going back: use it only for writes a member's registration
+ * makes (see src/store/sqlite.ts). Default: critical.
+ */
+export interface WriteOptions {
+  readonly critical?: boolean | undefined;
+}
+
 export interface SigningKeyRecord {
   readonly keyId: string;
   readonly algorithm: string;
@@ -164,7 +175,7 @@ export interface KeyServerStore {
   listCounters(): Array<{ readonly counter: string; readonly mark: number }>;
 
   // Groups and their policies as applied.
-  putGroup(group: GroupRecord): void;
+  putGroup(group: GroupRecord, options?: WriteOptions): void;
   getGroup(groupId: string): GroupRecord | undefined;
   listGroups(): GroupRecord[];
   /** Deletes the group and its SAs, members, registrations and tree (counters and audit stay). */
@@ -189,7 +200,7 @@ export interface KeyServerStore {
   registrationHistory(groupId: string, memberId: string): RegistrationEntry[];
 
   // LKH key tree.
-  putLkhSnapshot(snapshot: LkhSnapshot): void;
+  putLkhSnapshot(snapshot: LkhSnapshot, options?: WriteOptions): void;
   getLkhSnapshot(groupId: string): LkhSnapshot | undefined;
 
   // Server signing keys.

@@ -215,6 +215,25 @@ describe('SqliteStore: reservations survive a crash', () => {
     assert.equal(barrier()?.toString(), '1');
     store.close();
   });
+
+  it('group and tree writes marked non-critical (a registration) need no fsync; by default they are critical', () => {
+    const dir = fresh();
+    const store = SqliteStore.open({ stateDir: dir, kek: StateKek.generate() });
+    const barrier = (): string | undefined =>
+      store.database.prepare<[], { value: Buffer }>("SELECT value FROM meta WHERE key = 'sync-barrier'").get()?.value.toString();
+    store.transaction(() => {
+      store.putGroup({ groupId: G, name: 'grp', policy: { n: 1 }, appliedAt: 1 }, { critical: false });
+      store.putLkhSnapshot({ groupId: `${G}#lkh/0/0`, meta: {}, tree: Buffer.of(1, 2), savedAt: 1 }, { critical: false });
+    });
+    assert.equal(barrier(), undefined);
+    assert.deepEqual(store.getGroup(G)?.policy, { n: 1 });
+    assert.deepEqual(store.getLkhSnapshot(`${G}#lkh/0/0`)?.tree, Buffer.of(1, 2));
+    store.transaction(() => store.putLkhSnapshot({ groupId: `${G}#lkh/0/0`, meta: {}, tree: Buffer.of(3), savedAt: 2 }));
+    assert.equal(barrier(), '1');
+    store.transaction(() => store.putGroup({ groupId: G, name: 'grp', policy: { n: 2 }, appliedAt: 2 }, { critical: true }));
+    assert.equal(barrier(), '2');
+    store.close();
+  });
 });
 
 describe('SqliteStore: file permissions', () => {
