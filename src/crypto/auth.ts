@@ -247,7 +247,7 @@ export function verifyAuthData(auth: AuthPayloadData, verifier: AuthVerifier, oc
   } catch (e) {
     return fromSignatureError(e);
   }
-  throw new AuthError('unsupported-method', `${nameOf(AuthMethod, method)} is not implemented`);
+  throw new AuthError('unsupported-method', `${nameOf(AuthMethod, method)} is not a supported authentication method`);
 }
 
 // ------------------------------------------------------- GSA_REKEY signing

@@ -29,7 +29,7 @@ import {
 import { KeId, nameOf } from '../wire/iana.ts';
 
 export type KeyExchangeErrorKind =
-  /** KE method not implemented here. */
+  /** A KE method this project does not support. */
   | 'unsupported'
   /** Peer public value (or an imported private key) has the wrong size. */
   | 'bad-length'

@@ -99,6 +99,31 @@ export class CredentialFiles {
   }
 }
 
+/** The certificate file names both daemons' configurations share. */
+export interface CertificateFileNames {
+  readonly certificateFile?: string | undefined;
+  readonly privateKeyFile?: string | undefined;
+  readonly trustAnchorFiles: readonly string[];
+}
+
+/**
+ * Reads our certificate chain, its private key and the trust anchors named
+ * in `credentials`, recording every problem in `files` under its field.
+ */
+export function loadCertificateFiles(
+  files: CredentialFiles,
+  c: CertificateFileNames,
+): { certificate?: { chain: string[]; privateKey: KeyObject }; trustAnchors: string[] } {
+  let certificate: { chain: string[]; privateKey: KeyObject } | undefined;
+  if (c.certificateFile !== undefined && c.privateKeyFile !== undefined) {
+    const chain = files.certificates('credentials.certificate', c.certificateFile);
+    const privateKey = files.privateKey('credentials.privateKey', c.privateKeyFile);
+    if (chain && privateKey) certificate = { chain, privateKey };
+  }
+  const trustAnchors = c.trustAnchorFiles.flatMap((f, i) => files.certificates(`credentials.trustAnchors[${i}]`, f) ?? []);
+  return { ...(certificate ? { certificate } : {}), trustAnchors };
+}
+
 export function splitPemCertificates(text: string): string[] {
   return text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
 }

@@ -43,7 +43,7 @@ import { formatIdentity } from '../ike/identity.ts';
 import { EMPTY_OUTPUT, type LocalEndpoint, type Output } from '../ike/io-types.ts';
 import { monotonicClock, type Clock } from './clock.ts';
 import { ControlError, ControlServer, ControlSocketInUseError, type ControlRequest, type JsonValue } from './control.ts';
-import { configErrorFields, CredentialFiles, KeylogFile, readConfigText } from './daemon-support.ts';
+import { configErrorFields, CredentialFiles, loadCertificateFiles, KeylogFile, readConfigText } from './daemon-support.ts';
 import { openGcksState, type GcksStateHandle } from './gcks-state.ts';
 import { describeEngineEvent, ServiceHost, type HostedLog } from './service-host.ts';
 import type { Logger } from './log.ts';
@@ -64,14 +64,7 @@ export interface GcksSetup {
 export function loadGcksSetup(text: string, configFile: string): GcksSetup {
   const config = loadGcksConfig(text, configFile);
   const files = new CredentialFiles(configFile);
-  const c = config.credentials;
-  let certificate: GcksSetup['certificate'];
-  if (c.certificateFile !== undefined && c.privateKeyFile !== undefined) {
-    const chain = files.certificates('credentials.certificate', c.certificateFile);
-    const privateKey = files.privateKey('credentials.privateKey', c.privateKeyFile);
-    if (chain && privateKey) certificate = { chain, privateKey };
-  }
-  const trustAnchors = c.trustAnchorFiles.flatMap((f, i) => files.certificates(`credentials.trustAnchors[${i}]`, f) ?? []);
+  const { certificate, trustAnchors } = loadCertificateFiles(files, config.credentials);
   const signingKeys = new Map<string, RekeySigningKey>();
   config.groups.forEach((g, i) => {
     if (g.rekey.kind !== 'multicast' || g.rekey.signingKeyFile === undefined) return;

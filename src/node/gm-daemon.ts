@@ -37,7 +37,7 @@ import { EMPTY_OUTPUT, type DatagramEngine, type LocalEndpoint } from '../ike/io
 import { loadGmConfig, type GmConfig } from '../gm/config.ts';
 import { GmService, type GmRekeyEvent, type GmServiceDeps, type GmServiceEvent } from '../gm/service.ts';
 import { monotonicClock, type Clock } from './clock.ts';
-import { configErrorFields, CredentialFiles, KeylogFile, readConfigText } from './daemon-support.ts';
+import { configErrorFields, CredentialFiles, loadCertificateFiles, KeylogFile, readConfigText } from './daemon-support.ts';
 import { describeLocal } from './gcks-daemon.ts';
 import { describeGroupTable, groupTableFields } from './gm-summary.ts';
 import type { Logger } from './log.ts';
@@ -55,14 +55,7 @@ export interface GmSetup {
 export function loadGmSetup(text: string, configFile: string): GmSetup {
   const config = loadGmConfig(text, configFile);
   const files = new CredentialFiles(configFile);
-  const c = config.credentials;
-  let certificate: GmSetup['certificate'];
-  if (c.certificateFile !== undefined && c.privateKeyFile !== undefined) {
-    const chain = files.certificates('credentials.certificate', c.certificateFile);
-    const privateKey = files.privateKey('credentials.privateKey', c.privateKeyFile);
-    if (chain && privateKey) certificate = { chain, privateKey };
-  }
-  const trustAnchors = c.trustAnchorFiles.flatMap((f, i) => files.certificates(`credentials.trustAnchors[${i}]`, f) ?? []);
+  const { certificate, trustAnchors } = loadCertificateFiles(files, config.credentials);
   files.assertOk();
   return { config, ...(certificate ? { certificate } : {}), trustAnchors };
 }
