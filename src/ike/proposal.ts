@@ -22,6 +22,7 @@ import {
 } from '../wire/iana.ts';
 import type { Proposal } from '../wire/payloads/sa.ts';
 import type { Transform } from '../wire/transform.ts';
+import { isAeadEncr } from '../wire/cipher-classes.ts';
 
 /** One ENCR choice: the transform ID and, for variable-length ciphers, the key length in bits. */
 export interface EncrChoice {
@@ -54,19 +55,6 @@ export class ProposalSyntaxError extends Error {
   override readonly name = 'ProposalSyntaxError';
 }
 
-const AEAD_ENCR: ReadonlySet<number> = new Set([
-  EncrId.AES_GCM_8,
-  EncrId.AES_GCM_12,
-  EncrId.AES_GCM_16,
-  EncrId.AES_CCM_8,
-  EncrId.AES_CCM_12,
-  EncrId.AES_CCM_16,
-  EncrId.CHACHA20_POLY1305,
-]);
-
-export function isAead(encrId: number): boolean {
-  return AEAD_ENCR.has(encrId);
-}
 
 const ENCR_KEYWORDS: Readonly<Record<string, EncrChoice>> = {
   aes128: { id: EncrId.AES_CBC, keyLength: 128 },
@@ -133,7 +121,7 @@ export function parseIkeProposal(text: string, kwa: readonly number[] = []): Ike
   }
   if (encr.length === 0) throw new ProposalSyntaxError(`proposal '${text}': no encryption algorithm`);
   if (ke.length === 0) throw new ProposalSyntaxError(`proposal '${text}': no key exchange method`);
-  const aead = encr.filter((c) => isAead(c.id)).length;
+  const aead = encr.filter((c) => isAeadEncr(c.id)).length;
   if (aead !== 0 && aead !== encr.length) {
     throw new ProposalSyntaxError(`proposal '${text}': AEAD and non-AEAD ciphers cannot share a proposal`);
   }
@@ -234,7 +222,7 @@ export function selectProposal(
       if (prf === undefined) continue;
       const integs = ofType(TransformType.INTEG).filter((t) => t.id !== IntegId.NONE);
       let integ: number = IntegId.NONE;
-      if (isAead(encr.id)) {
+      if (isAeadEncr(encr.id)) {
         if (integs.length > 0 && !ofType(TransformType.INTEG).some((t) => t.id === IntegId.NONE)) continue;
       } else {
         const chosen = integs.find((t) => c.integ.includes(t.id));
@@ -289,7 +277,7 @@ export function checkAcceptedProposal(
   if (integT === 'many' || kwaT === 'many') return undefined;
   const kl = keyLengthOf(encrT);
   if (kl === 'bad') return undefined;
-  const aead = isAead(encrT.id);
+  const aead = isAeadEncr(encrT.id);
   if (!aead && (!integT || integT.id === IntegId.NONE)) return undefined;
   if (aead && integT && integT.id !== IntegId.NONE) return undefined;
   return {

@@ -288,3 +288,21 @@ export function withoutUndefinedFields(log: Logger): Logger {
     child: (f) => withoutUndefinedFields(log.child(f)),
   };
 }
+
+/**
+ * Loads a configuration for a reload: the new setup, or the InvalidConfigError
+ * after logging it field by field (the daemon keeps its running configuration).
+ */
+export function loadForReload<T>(load: () => T, log: Logger): T | InvalidConfigError {
+  try {
+    return load();
+  } catch (e) {
+    if (!(e instanceof InvalidConfigError)) throw e;
+    log.error(`configuration reload refused: ${e.errors.length} error(s); still running with the previous configuration`, {
+      event: 'reload-failed',
+      source: e.source,
+      errors: configErrorFields(e),
+    });
+    return e;
+  }
+}

@@ -43,7 +43,7 @@ import { formatIdentity } from '../ike/identity.ts';
 import { EMPTY_OUTPUT, type LocalEndpoint, type Output } from '../ike/io-types.ts';
 import { monotonicClock, type Clock } from './clock.ts';
 import { ControlError, ControlServer, ControlSocketInUseError, type ControlRequest, type JsonValue } from './control.ts';
-import { configErrorFields, CredentialFiles, loadCertificateFiles, KeylogFile, readConfigText } from './daemon-support.ts';
+import { configErrorFields, CredentialFiles, loadCertificateFiles, loadForReload, KeylogFile, readConfigText } from './daemon-support.ts';
 import { openGcksState, type GcksStateHandle } from './gcks-state.ts';
 import { describeEngineEvent, ServiceHost, type HostedLog } from './service-host.ts';
 import type { Logger } from './log.ts';
@@ -295,18 +295,8 @@ export class GcksDaemon {
    * module comment for why a live swap would be wrong).
    */
   reload(): ReloadOutcome {
-    let next: GcksSetup;
-    try {
-      next = this.options.load();
-    } catch (e) {
-      if (!(e instanceof InvalidConfigError)) throw e;
-      this.log.error(`configuration reload refused: ${e.errors.length} error(s); still running with the previous configuration`, {
-        event: 'reload-failed',
-        source: e.source,
-        errors: configErrorFields(e),
-      });
-      return { kind: 'invalid', error: e };
-    }
+    const next = loadForReload(() => this.options.load(), this.log);
+    if (next instanceof InvalidConfigError) return { kind: 'invalid', error: next };
     if (sameSetup(next, this.setup)) {
       this.log.info('configuration reloaded: no changes', { event: 'reload-unchanged' });
       return { kind: 'unchanged' };

@@ -37,7 +37,7 @@ import { EMPTY_OUTPUT, type DatagramEngine, type LocalEndpoint } from '../ike/io
 import { loadGmConfig, type GmConfig } from '../gm/config.ts';
 import { GmService, type GmRekeyEvent, type GmServiceDeps, type GmServiceEvent } from '../gm/service.ts';
 import { monotonicClock, type Clock } from './clock.ts';
-import { configErrorFields, CredentialFiles, loadCertificateFiles, KeylogFile, readConfigText } from './daemon-support.ts';
+import { configErrorFields, CredentialFiles, loadCertificateFiles, loadForReload, KeylogFile, readConfigText } from './daemon-support.ts';
 import { describeLocal } from './gcks-daemon.ts';
 import { describeGroupTable, groupTableFields } from './gm-summary.ts';
 import type { Logger } from './log.ts';
@@ -196,18 +196,8 @@ export class GmDaemon {
   }
 
   async reload(): Promise<GmReloadOutcome> {
-    let next: GmSetup;
-    try {
-      next = this.options.load();
-    } catch (e) {
-      if (!(e instanceof InvalidConfigError)) throw e;
-      this.log.error(`configuration reload refused: ${e.errors.length} error(s); still running with the previous configuration`, {
-        event: 'reload-failed',
-        source: e.source,
-        errors: configErrorFields(e),
-      });
-      return { kind: 'invalid', error: e };
-    }
+    const next = loadForReload(() => this.options.load(), this.log);
+    if (next instanceof InvalidConfigError) return { kind: 'invalid', error: next };
     if (sameSetup(next, this.running.setup)) {
       this.log.info('configuration reloaded: no changes', { event: 'reload-unchanged' });
       return { kind: 'unchanged' };
