@@ -230,6 +230,8 @@ export interface ChannelCoreOptions {
   /** Shared IV counters; the process-wide registry by default (tests inject their own). */
   readonly ivCounters?: IvCounterRegistry | undefined;
   readonly random?: RandomSource | undefined;
+  /** TFC padding of sent packets (esp.ts CreateEspSaOptions.tfcPadTo); none by default. Receivers always strip it. */
+  readonly tfcPadTo?: number | undefined;
 }
 
 interface SaState {
@@ -370,7 +372,7 @@ export class GroupChannelCore {
   }
 
   private prepare(entry: GroupSa, sender: SenderIdentity | undefined, now: number, atd: number): SaState {
-    const esp = createEspSa(entry.spi, entry.algorithm, entry.keys, { random: this.opts.random });
+    const esp = createEspSa(entry.spi, entry.algorithm, entry.keys, { random: this.opts.random, tfcPadTo: this.opts.tfcPadTo });
     const counterKey = ivCounterKey(entry);
     const senderIdBits = esp.aead ? (sender?.senderIdBits ?? 0) : 0;
     const st: SaState = {
@@ -480,9 +482,11 @@ export class GroupChannelCore {
     }
     const opened = st.esp.open(packet);
     if (!opened.ok) return this.drop(opened.reason, spi);
-    // Only an authenticated packet moves the window.
-    if (st.replay && st.replay.accept(seq) !== 'ok') return this.drop('replayed', spi);
     const inner = decodeInner(opened.packet.nextHeader, opened.packet.payload, this.opts.groupAddress, this.opts.groupPort);
+    // Only an authenticated packet with acceptable content (a datagram for
+    // this group, or a dummy) moves the window; a bad inner packet changes nothing.
+    if (!inner.ok && inner.reason !== 'dummy') return this.drop(inner.reason, spi);
+    if (st.replay && st.replay.accept(seq) !== 'ok') return this.drop('replayed', spi);
     if (!inner.ok) return this.drop(inner.reason, spi);
     this.delivered++;
     const iv = opened.packet.iv;

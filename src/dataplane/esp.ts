@@ -37,6 +37,14 @@
  *     SA's selectors) and reports the inner source.
  * Next Header 59 is never used for data: RFC 4303 2.6 makes it a dummy (TFC)
  * packet that receivers MUST discard, which decodeInner does.
+ *
+ * TFC padding (RFC 4303 2.7): octets between the inner packet and the ESP
+ * Padding, allowed when the inner packet states its own length. decodeInner
+ * strips them: in tunnel mode after the inner IP packet (IPv4 Total Length,
+ * IPv6 Payload Length), in transport mode after the UDP datagram (UDP Length,
+ * the "next layer protocol ... explicit length information" case of 2.7).
+ * A stated length larger than what arrived is a malformed packet. Senders add
+ * TFC padding only when asked (CreateEspSaOptions.tfcPadTo).
  */
 import {
   createCipheriv,
@@ -47,16 +55,19 @@ import {
   type CipherGCMTypes,
   type KeyObject,
 } from 'node:crypto';
+import { isIPv6 } from 'node:net';
 import { defaultRandom, type RandomSource } from '../crypto/random.ts';
 import { EncrId, IntegId, nameOf, SnId } from '../wire/iana.ts';
 
 export const ESP_HEADER_LENGTH = 8;
 export const NEXT_HEADER_IPV4 = 4;
 export const NEXT_HEADER_UDP = 17;
+export const NEXT_HEADER_IPV6 = 41;
 /** RFC 4303 2.6: "no next header", a dummy packet. */
 export const NEXT_HEADER_NONE = 59;
 const UDP_HEADER_LENGTH = 8;
 const IPV4_HEADER_LENGTH = 20;
+const IPV6_HEADER_LENGTH = 40;
 
 /** The ENCR/INTEG/SN transforms of a Data-Security SA. */
 export interface EspAlgorithm {
@@ -82,7 +93,8 @@ export type EspConfigErrorKind =
   | 'bad-key-length'
   | 'bad-spi'
   | 'bad-sender-id'
-  | 'bad-sn';
+  | 'bad-sn'
+  | 'bad-tfc-padding';
 
 /** A configuration problem (never caused by packets): the SA cannot be used. */
 export class EspConfigError extends Error {
@@ -217,7 +229,7 @@ export interface EspSa {
   readonly aead: boolean;
   readonly ivLength: number;
   readonly icvLength: number;
-  /** Octets added to a payload of `length` octets. */
+  /** Octets added to a payload of `length` octets (an upper bound with TFC padding, which not every Next Header gets). */
   overhead(payloadLength: number): number;
   /**
    * Builds a complete ESP packet whose Payload Data is `prefix | payload`
@@ -268,12 +280,37 @@ class IvPool {
 
 export interface CreateEspSaOptions {
   /** For CBC IVs; node's CSPRNG by default. */
-  readonly random?: RandomSource;
+  readonly random?: RandomSource | undefined;
+  /**
+   * TFC padding (RFC 4303 2.7): zero octets appended to the Payload Data of
+   * a packet until it is this long, for the Next Headers whose payload
+   * states its own length (IPv4, IPv6, UDP) and for dummy packets (59).
+   * 0 or absent (the default): none. Every receiver must strip it (RFC 4303
+   * 2.7 wants the use agreed first), so it is off unless asked for.
+   */
+  readonly tfcPadTo?: number | undefined;
+}
+
+/** Next Headers whose Payload Data may carry TFC padding (its length is inside it, or it is a dummy). */
+const TFC_NEXT_HEADERS: ReadonlySet<number> = new Set([NEXT_HEADER_IPV4, NEXT_HEADER_IPV6, NEXT_HEADER_UDP, NEXT_HEADER_NONE]);
+
+/** Payload Data length of a packet carrying `dataLength` octets: with TFC padding when it applies. */
+function bodyLength(tfcPadTo: number, nextHeader: number, dataLength: number): number {
+  return tfcPadTo > dataLength && TFC_NEXT_HEADERS.has(nextHeader) ? tfcPadTo : dataLength;
+}
+
+function checkTfcPadTo(tfcPadTo: number | undefined): number {
+  const n = tfcPadTo ?? 0;
+  if (!Number.isInteger(n) || n < 0 || n > 0xffff) {
+    throw new EspConfigError('bad-tfc-padding', `TFC padding target ${tfcPadTo} is outside 0..65535`);
+  }
+  return n;
 }
 
 /** Prepares one SA's keys; throws EspConfigError for unsupported or inconsistent parameters. */
 export function createEspSa(spi: number, alg: EspAlgorithm, keys: EspKeys, opts: CreateEspSaOptions = {}): EspSa {
   checkSpi(spi);
+  const tfcPadTo = checkTfcPadTo(opts.tfcPadTo);
   const info = encrInfo(alg.encr);
   const integ = alg.integ ?? IntegId.NONE;
   if (info.kind === 'aead') {
@@ -281,7 +318,7 @@ export function createEspSa(spi: number, alg: EspAlgorithm, keys: EspKeys, opts:
       throw new EspConfigError('bad-combination', `${nameOf(EncrId, alg.encr)} is an AEAD; INTEG must be NONE`);
     }
     if (keys.integKey.length !== 0) throw new EspConfigError('bad-key-length', 'an AEAD SA has no integrity key');
-    return createAeadSa(spi, alg, info, keys);
+    return createAeadSa(spi, alg, info, keys, tfcPadTo);
   }
   const hmac = HMACS.get(integ);
   if (hmac === undefined) {
@@ -290,7 +327,7 @@ export function createEspSa(spi: number, alg: EspAlgorithm, keys: EspKeys, opts:
   if (keys.integKey.length !== hmac.keyLength) {
     throw new EspConfigError('bad-key-length', `integrity key is ${keys.integKey.length} octets, need ${hmac.keyLength}`);
   }
-  return createCbcSa(spi, alg, hmac, keys, new IvPool(opts.random ?? defaultRandom()));
+  return createCbcSa(spi, alg, hmac, keys, new IvPool(opts.random ?? defaultRandom()), tfcPadTo);
 }
 
 function keyBitsFor(alg: EspAlgorithm, keyLength: number): void {
@@ -302,7 +339,7 @@ function keyBitsFor(alg: EspAlgorithm, keyLength: number): void {
   }
 }
 
-function createAeadSa(spi: number, alg: EspAlgorithm, info: AeadInfo, keys: EspKeys): EspSa {
+function createAeadSa(spi: number, alg: EspAlgorithm, info: AeadInfo, keys: EspKeys, tfcPadTo: number): EspSa {
   const keyLength = keys.encrKey.length - 4;
   if (info.chacha ? keyLength !== 32 : keyLength !== 16 && keyLength !== 24 && keyLength !== 32) {
     throw new EspConfigError(
@@ -334,13 +371,14 @@ function createAeadSa(spi: number, alg: EspAlgorithm, info: AeadInfo, keys: EspK
     aead: true,
     ivLength,
     icvLength,
-    overhead: (n) => headerLength + paddedLength(n) - n + icvLength,
+    overhead: (n) => headerLength + paddedLength(Math.max(n, tfcPadTo)) - n + icvLength,
     seal(seq, iv, nextHeader, payload, prefix) {
       if (iv === undefined) throw new EspConfigError('bad-sender-id', 'an AEAD packet needs a Sender-ID IV');
       const prefixLength = prefix?.length ?? 0;
       const dataLength = prefixLength + payload.length;
-      const ptLength = paddedLength(dataLength);
-      const padLength = ptLength - dataLength - 2;
+      const body = bodyLength(tfcPadTo, nextHeader, dataLength);
+      const ptLength = paddedLength(body);
+      const padLength = ptLength - body - 2;
       const out = Buffer.allocUnsafe(headerLength + ptLength + icvLength);
       out.writeUInt32BE(spi, 0);
       out.writeUInt32BE(seq, 4);
@@ -349,6 +387,10 @@ function createAeadSa(spi: number, alg: EspAlgorithm, info: AeadInfo, keys: EspK
       if (prefix) out.set(prefix, headerLength);
       out.set(payload, headerLength + prefixLength);
       let p = headerLength + dataLength;
+      if (body > dataLength) {
+        out.fill(0, p, p + body - dataLength);
+        p += body - dataLength;
+      }
       DEFAULT_PADDING.copy(out, p, 0, padLength);
       p += padLength;
       out[p++] = padLength;
@@ -388,6 +430,7 @@ function createCbcSa(
   hmac: { hash: string; keyLength: number; icvLength: number },
   keys: EspKeys,
   ivs: IvPool,
+  tfcPadTo: number,
 ): EspSa {
   const keyLength = keys.encrKey.length;
   if (keyLength !== 16 && keyLength !== 24 && keyLength !== 32) {
@@ -408,12 +451,13 @@ function createCbcSa(
     aead: false,
     ivLength,
     icvLength,
-    overhead: (n) => headerLength + paddedLength(n) - n + icvLength,
+    overhead: (n) => headerLength + paddedLength(Math.max(n, tfcPadTo)) - n + icvLength,
     seal(seq, _iv, nextHeader, payload, prefix) {
       const prefixLength = prefix?.length ?? 0;
       const dataLength = prefixLength + payload.length;
-      const ptLength = paddedLength(dataLength);
-      const padLength = ptLength - dataLength - 2;
+      const body = bodyLength(tfcPadTo, nextHeader, dataLength);
+      const ptLength = paddedLength(body);
+      const padLength = ptLength - body - 2;
       const out = Buffer.allocUnsafe(headerLength + ptLength + icvLength);
       out.writeUInt32BE(spi, 0);
       out.writeUInt32BE(seq, 4);
@@ -422,6 +466,10 @@ function createCbcSa(
       if (prefix) out.set(prefix, headerLength);
       out.set(payload, headerLength + prefixLength);
       let p = headerLength + dataLength;
+      if (body > dataLength) {
+        out.fill(0, p, p + body - dataLength);
+        p += body - dataLength;
+      }
       DEFAULT_PADDING.copy(out, p, 0, padLength);
       p += padLength;
       out[p++] = padLength;
@@ -582,40 +630,109 @@ export function createInnerEncoder(mode: EspFramingMode, a: InnerAddressing): In
   };
 }
 
+/** The 16 octets of an IPv6 address in text form; undefined if it is not one (zone IDs included). */
+function ipv6Octets(addr: string): Buffer | undefined {
+  if (!isIPv6(addr) || addr.includes('%')) return undefined;
+  let text = addr;
+  const v4 = /^(.*:)(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(addr);
+  if (v4) {
+    const [a, b, c, d] = [v4[2], v4[3], v4[4], v4[5]].map(Number) as [number, number, number, number];
+    text = `${v4[1]}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  }
+  const halves = text.split('::');
+  const head = halves[0] ? halves[0].split(':') : [];
+  const tail = halves[1] ? halves[1].split(':') : [];
+  const groups = halves.length === 2 ? [...head, ...Array<string>(8 - head.length - tail.length).fill('0'), ...tail] : head;
+  if (groups.length !== 8) return undefined;
+  const out = Buffer.alloc(16);
+  groups.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16), i * 2));
+  return out;
+}
+
+/** RFC 5952 text form: lower-case hex, no leading zeros, the first longest run of 2+ zero groups as '::'. */
+function formatIpv6(b: Buffer, offset: number): string {
+  const groups = Array.from({ length: 8 }, (_, i) => b.readUInt16BE(offset + i * 2));
+  let best = -1;
+  let bestLength = 1;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLength) [best, bestLength] = [i, j - i];
+    i = j;
+  }
+  const hex = (gs: number[]): string => gs.map((g) => g.toString(16)).join(':');
+  return best < 0 ? hex(groups) : `${hex(groups.slice(0, best))}::${hex(groups.slice(best + bestLength))}`;
+}
+
+/** The group address as IPv6 octets, parsed once per address (decodeInner runs per packet). */
+let lastGroup: { readonly text: string; readonly octets: Buffer | undefined } | undefined;
+function groupIpv6(groupAddress: string): Buffer | undefined {
+  if (lastGroup?.text !== groupAddress) lastGroup = { text: groupAddress, octets: ipv6Octets(groupAddress) };
+  return lastGroup.octets;
+}
+
+const BAD_INNER: InnerResult = { ok: false, reason: 'bad-inner' };
+
 /**
  * Parses what an ESP packet carried. `groupAddress` (tunnel mode) must equal
  * the inner destination; `groupPort` must equal the UDP destination port.
+ *
+ * Octets after the inner packet are TFC padding and are dropped (RFC 4303
+ * 2.7): after the IP packet in tunnel mode (IPv4 or IPv6, as its header
+ * states its length), after the UDP datagram in transport mode. Inside an
+ * inner IP packet the UDP length must match the IP length exactly. Inner
+ * IPv4 fragments and IPv6 extension headers are not accepted. Pure: the
+ * caller decides what a rejected packet changes (channel-core: nothing).
  */
 export function decodeInner(nextHeader: number, payload: Buffer, groupAddress: string, groupPort: number): InnerResult {
   if (nextHeader === NEXT_HEADER_NONE) return { ok: false, reason: 'dummy' };
+  let packet = payload;
   let u = 0;
   let innerSource: string | undefined;
   let innerDestination: string | undefined;
   if (nextHeader === NEXT_HEADER_IPV4) {
-    if (payload.length < IPV4_HEADER_LENGTH + UDP_HEADER_LENGTH) return { ok: false, reason: 'bad-inner' };
+    if (payload.length < IPV4_HEADER_LENGTH + UDP_HEADER_LENGTH) return BAD_INNER;
     const ihl = (payload[0]! & 0x0f) * 4;
-    if (payload[0]! >> 4 !== 4 || ihl < IPV4_HEADER_LENGTH || payload[9] !== NEXT_HEADER_UDP) {
-      return { ok: false, reason: 'bad-inner' };
-    }
-    if (payload.readUInt16BE(2) !== payload.length || payload.length < ihl + UDP_HEADER_LENGTH) {
-      return { ok: false, reason: 'bad-inner' };
-    }
+    if (payload[0]! >> 4 !== 4 || ihl < IPV4_HEADER_LENGTH || payload[9] !== NEXT_HEADER_UDP) return BAD_INNER;
+    // More Fragments or a fragment offset: no reassembly here.
+    if ((payload.readUInt16BE(6) & 0x3fff) !== 0) return BAD_INNER;
+    const totalLength = payload.readUInt16BE(2);
+    if (totalLength > payload.length || totalLength < ihl + UDP_HEADER_LENGTH) return BAD_INNER;
+    packet = payload.subarray(0, totalLength);
     innerSource = formatIpv4(payload, 12);
     innerDestination = formatIpv4(payload, 16);
-    if (innerDestination !== groupAddress) return { ok: false, reason: 'bad-inner' };
+    if (innerDestination !== groupAddress) return BAD_INNER;
     u = ihl;
+  } else if (nextHeader === NEXT_HEADER_IPV6) {
+    if (payload.length < IPV6_HEADER_LENGTH + UDP_HEADER_LENGTH) return BAD_INNER;
+    if (payload[0]! >> 4 !== 6 || payload[6] !== NEXT_HEADER_UDP) return BAD_INNER;
+    // Payload Length 0 (a jumbogram) fails the minimum too.
+    const totalLength = IPV6_HEADER_LENGTH + payload.readUInt16BE(4);
+    if (totalLength > payload.length || totalLength < IPV6_HEADER_LENGTH + UDP_HEADER_LENGTH) return BAD_INNER;
+    const group = groupIpv6(groupAddress);
+    if (group === undefined || !group.equals(payload.subarray(24, 40))) return BAD_INNER;
+    packet = payload.subarray(0, totalLength);
+    innerSource = formatIpv6(payload, 8);
+    innerDestination = formatIpv6(payload, 24);
+    u = IPV6_HEADER_LENGTH;
   } else if (nextHeader !== NEXT_HEADER_UDP) {
-    return { ok: false, reason: 'bad-inner' };
+    return BAD_INNER;
   }
-  if (payload.length < u + UDP_HEADER_LENGTH) return { ok: false, reason: 'bad-inner' };
-  const udpLength = payload.readUInt16BE(u + 4);
-  const destinationPort = payload.readUInt16BE(u + 2);
-  if (udpLength !== payload.length - u || destinationPort !== groupPort) return { ok: false, reason: 'bad-inner' };
+  if (packet.length < u + UDP_HEADER_LENGTH) return BAD_INNER;
+  const udpLength = packet.readUInt16BE(u + 4);
+  const destinationPort = packet.readUInt16BE(u + 2);
+  if (udpLength < UDP_HEADER_LENGTH || destinationPort !== groupPort) return BAD_INNER;
+  // Tunnel: the IP length already cut the TFC padding off. Transport: the UDP length does.
+  if (u > 0 ? udpLength !== packet.length - u : udpLength > packet.length) return BAD_INNER;
   return {
     ok: true,
     datagram: {
-      data: payload.subarray(u + UDP_HEADER_LENGTH),
-      sourcePort: payload.readUInt16BE(u),
+      data: packet.subarray(u + UDP_HEADER_LENGTH, u + udpLength),
+      sourcePort: packet.readUInt16BE(u),
       destinationPort,
       innerSource,
       innerDestination,

@@ -5,6 +5,7 @@
  * key are listed: a name here always yields a policy we can generate keys for.
  */
 import { tv } from '../wire/attributes.ts';
+import { cipherKeywordsWhere, isGroupCipherKeyword } from '../wire/cipher-keywords.ts';
 import { EncrId, GcauthId, IntegId, KwaId, nameOf, SnId, TransformAttr, TransformType } from '../wire/iana.ts';
 import type { Transform } from '../wire/transform.ts';
 
@@ -14,19 +15,13 @@ export interface EncrAlgorithm {
   readonly keyBits?: number | undefined;
 }
 
-export const ENCR_NAMES: Readonly<Record<string, EncrAlgorithm>> = {
-  aes128gcm16: { id: EncrId.AES_GCM_16, keyBits: 128 },
-  aes192gcm16: { id: EncrId.AES_GCM_16, keyBits: 192 },
-  aes256gcm16: { id: EncrId.AES_GCM_16, keyBits: 256 },
-  aes128gcm12: { id: EncrId.AES_GCM_12, keyBits: 128 },
-  aes256gcm12: { id: EncrId.AES_GCM_12, keyBits: 256 },
-  aes128gcm8: { id: EncrId.AES_GCM_8, keyBits: 128 },
-  aes256gcm8: { id: EncrId.AES_GCM_8, keyBits: 256 },
-  chacha20poly1305: { id: EncrId.CHACHA20_POLY1305 },
-  aes128: { id: EncrId.AES_CBC, keyBits: 128 },
-  aes192: { id: EncrId.AES_CBC, keyBits: 192 },
-  aes256: { id: EncrId.AES_CBC, keyBits: 256 },
-};
+/**
+ * Cipher names: the shared strongSwan keyword table (src/wire/cipher-keywords.ts)
+ * without its aliases, so a policy names each algorithm one way.
+ */
+export const ENCR_NAMES: Readonly<Record<string, EncrAlgorithm>> = cipherKeywordsWhere(isGroupCipherKeyword, (k) =>
+  k.keyBits === undefined ? { id: k.id } : { id: k.id, keyBits: k.keyBits },
+);
 
 export const INTEG_NAMES: Readonly<Record<string, number>> = {
   none: IntegId.NONE,

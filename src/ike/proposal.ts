@@ -23,6 +23,7 @@ import {
 import type { Proposal } from '../wire/payloads/sa.ts';
 import type { Transform } from '../wire/transform.ts';
 import { isAeadEncr } from '../wire/cipher-classes.ts';
+import { cipherKeywordsWhere, isIkeCipherKeyword } from '../wire/cipher-keywords.ts';
 
 /** One ENCR choice: the transform ID and, for variable-length ciphers, the key length in bits. */
 export interface EncrChoice {
@@ -55,18 +56,10 @@ export class ProposalSyntaxError extends Error {
   override readonly name = 'ProposalSyntaxError';
 }
 
-
-const ENCR_KEYWORDS: Readonly<Record<string, EncrChoice>> = {
-  aes128: { id: EncrId.AES_CBC, keyLength: 128 },
-  aes192: { id: EncrId.AES_CBC, keyLength: 192 },
-  aes256: { id: EncrId.AES_CBC, keyLength: 256 },
-  aes128gcm16: { id: EncrId.AES_GCM_16, keyLength: 128 },
-  aes192gcm16: { id: EncrId.AES_GCM_16, keyLength: 192 },
-  aes256gcm16: { id: EncrId.AES_GCM_16, keyLength: 256 },
-  aes128gcm: { id: EncrId.AES_GCM_16, keyLength: 128 },
-  aes256gcm: { id: EncrId.AES_GCM_16, keyLength: 256 },
-  chacha20poly1305: { id: EncrId.CHACHA20_POLY1305 },
-};
+/** Cipher keywords: the shared strongSwan table (src/wire/cipher-keywords.ts), IKE's view of it. */
+const ENCR_KEYWORDS: Readonly<Record<string, EncrChoice>> = cipherKeywordsWhere(isIkeCipherKeyword, (k) =>
+  k.keyBits === undefined ? { id: k.id } : { id: k.id, keyLength: k.keyBits },
+);
 
 /** Integrity keywords; strongSwan derives the matching PRF from them when no prfX is given. */
 const INTEG_KEYWORDS: Readonly<Record<string, { integ: number; prf: number }>> = {
@@ -96,6 +89,11 @@ const KE_KEYWORDS: Readonly<Record<string, number>> = {
   curve448: KeId.CURVE448,
 };
 
+/** Own entries only: `constructor` or `__proto__` are unknown keywords, not Object members. */
+function keyword<T>(table: Readonly<Record<string, T>>, word: string): T | undefined {
+  return Object.hasOwn(table, word) ? table[word] : undefined;
+}
+
 /**
  * Parses `aes256gcm16-prfsha256-x25519` style text. `kwa` is appended to the
  * proposal (G-IKEv2). Throws ProposalSyntaxError naming the bad keyword.
@@ -107,10 +105,10 @@ export function parseIkeProposal(text: string, kwa: readonly number[] = []): Ike
   const impliedPrf: number[] = [];
   const ke: number[] = [];
   for (const word of text.trim().toLowerCase().split('-')) {
-    const e = ENCR_KEYWORDS[word];
-    const i = INTEG_KEYWORDS[word];
-    const p = PRF_KEYWORDS[word];
-    const k = KE_KEYWORDS[word];
+    const e = keyword(ENCR_KEYWORDS, word);
+    const i = keyword(INTEG_KEYWORDS, word);
+    const p = keyword(PRF_KEYWORDS, word);
+    const k = keyword(KE_KEYWORDS, word);
     if (e) encr.push(e);
     else if (i) {
       integ.push(i.integ);
