@@ -286,7 +286,22 @@ export function parseAlgorithmIdentifier(der: Uint8Array): SignatureAlgorithm {
 /** What a node KeyObject can sign with, as far as this module is concerned. */
 export type SigningKeyType = 'rsa' | 'rsa-pss' | 'ec-p256' | 'ec-p384' | 'ec-p521' | 'ed25519' | 'ed448';
 
+/** Types learnt from where a key came from (a certificate's SubjectPublicKeyInfo), see rememberKeyType. */
+const KNOWN_KEY_TYPES = new WeakMap<KeyObject, SigningKeyType>();
+
+/**
+ * Records the type of a public key whose encoding has already been read
+ * (x509.ts does so for each certificate's key): node's key details, which
+ * `signingKeyType` would otherwise ask for to tell the EC curve, cost about as
+ * much as a signature verification for a key seen once.
+ */
+export function rememberKeyType(key: KeyObject, type: SigningKeyType): void {
+  KNOWN_KEY_TYPES.set(key, type);
+}
+
 export function signingKeyType(key: KeyObject): SigningKeyType | undefined {
+  const known = KNOWN_KEY_TYPES.get(key);
+  if (known !== undefined) return known;
   switch (key.asymmetricKeyType) {
     case 'rsa':
       return 'rsa';

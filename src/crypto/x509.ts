@@ -27,7 +27,7 @@ import {
   decodeTime,
   type Asn1Element,
 } from './asn1.ts';
-import { parseAlgorithmIdentifier, type SignatureAlgorithm } from './signature.ts';
+import { parseAlgorithmIdentifier, rememberKeyType, type SignatureAlgorithm, type SigningKeyType } from './signature.ts';
 
 export type CertificateErrorReason =
   | 'expired'
@@ -264,6 +264,9 @@ export class Certificate {
       if (extensions.length === 0) throw malformed('empty extensions list');
     }
 
+    const curve = publicKey.asymmetricKeyType === 'ec' ? namedCurveType(der, spkiEl) : undefined;
+    if (curve) rememberKeyType(publicKey, curve);
+
     const find = (oid: string): Buffer | undefined => extensions.find((e) => e.oid === oid)?.value;
     const bcDer = find(ExtensionOid.basicConstraints);
     const kuDer = find(ExtensionOid.keyUsage);
@@ -290,6 +293,22 @@ export class Certificate {
       sanDer ? parseGeneralNames(sanDer, 'subjectAltName') : [],
     );
   }
+}
+
+const EC_PUBLIC_KEY = '1.2.840.10045.2.1';
+const NAMED_CURVES: Readonly<Record<string, SigningKeyType>> = {
+  '1.2.840.10045.3.1.7': 'ec-p256',
+  '1.3.132.0.34': 'ec-p384',
+  '1.3.132.0.35': 'ec-p521',
+};
+
+/** The curve of an id-ecPublicKey SubjectPublicKeyInfo with a named curve (RFC 5480), if one we sign with. */
+function namedCurveType(der: Buffer, spkiEl: Asn1Element): SigningKeyType | undefined {
+  const spki = DerReader.inside(der, spkiEl, 'subjectPublicKeyInfo');
+  const alg = spki.sequence('algorithm');
+  if (decodeOid(alg.expect(Tag.OID, 'algorithm'), 'algorithm') !== EC_PUBLIC_KEY) return undefined;
+  if (alg.peekTag() !== Tag.OID) return undefined;
+  return NAMED_CURVES[decodeOid(alg.expect(Tag.OID, 'namedCurve'), 'namedCurve')];
 }
 
 function parseBasicConstraints(der: Buffer): BasicConstraints {

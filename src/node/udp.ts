@@ -29,6 +29,8 @@
  * only when it registers.
  */
 import dgram from 'node:dgram';
+import { lookup as dnsLookup, type LookupOneOptions } from 'node:dns';
+import { isIP } from 'node:net';
 import type { DatagramEngine, Endpoint, LocalEndpoint, Output, Outgoing } from '../ike/io-types.ts';
 import { ipFamily } from '../ike/address.ts';
 import { classifyDatagram, frameIkeMessage, NAT_KEEPALIVE, type MarkerStyle } from './udp-framing.ts';
@@ -100,6 +102,22 @@ interface BoundSocket {
   readonly receiveOnly: boolean;
   /** Configured to send multicast (interface/TTL/loopback set). */
   readonly multicastSender: boolean;
+}
+
+/**
+ * Address lookup for our sockets: every address the engine sends to is an IP
+ * literal, which dgram would otherwise pass through dns.lookup and a
+ * process.nextTick before the datagram leaves; answering synchronously sends
+ * it at once. Names (never produced by the engine) still go to dns.lookup.
+ */
+function literalLookup(
+  hostname: string,
+  options: LookupOneOptions,
+  callback: (err: NodeJS.ErrnoException | null, address: string, family: number) => void,
+): void {
+  const family = isIP(hostname);
+  if (family !== 0) callback(null, hostname, family);
+  else dnsLookup(hostname, options, callback);
 }
 
 /** 224.0.0.0/4 or ff00::/8. */
@@ -256,7 +274,9 @@ export class UdpAdapter<E = unknown> {
     const family = ipFamily(spec.address);
     if (family === undefined) return Promise.reject(new UdpAdapterError(`bad bind address "${spec.address}"`));
     const reuseAddr = spec.reuseAddr === true;
-    const socket = dgram.createSocket(family === 6 ? { type: 'udp6', ipv6Only: true, reuseAddr } : { type: 'udp4', reuseAddr });
+    const socket = dgram.createSocket(
+      family === 6 ? { type: 'udp6', ipv6Only: true, reuseAddr, lookup: literalLookup } : { type: 'udp4', reuseAddr, lookup: literalLookup },
+    );
     const style: MarkerStyle = spec.marker ? 'non-esp-marker' : 'none';
     const mc = spec.multicast;
     return new Promise<BoundSocket>((resolve, reject) => {
@@ -361,6 +381,11 @@ export class UdpAdapter<E = unknown> {
   }
 
   private pickSocket(o: Outgoing): BoundSocket | undefined {
+    // The common case, a reply from the socket the request came in on.
+    const l0 = o.local;
+    if (l0 && l0.port !== 0) {
+      for (const s of this.sockets) if (s.local.port === l0.port && s.local.address === l0.address) return s;
+    }
     const family = ipFamily(o.to.address);
     const senders = this.sockets.filter((s) => !s.receiveOnly);
     // Multicast: prefer a socket set up for it (interface, TTL, loopback).
@@ -400,17 +425,20 @@ export class UdpAdapter<E = unknown> {
       this.stats.ikeOctetsSent += o.data.length;
     }
     try {
-      s.socket.send(datagram, o.to.port, o.to.address, (err) => {
-        if (err) {
-          this.stats.sendErrors++;
-          this.report(err, `send to ${o.to.address}:${o.to.port}`);
-        }
-      });
+      // One shared callback: node's send error already names the destination.
+      s.socket.send(datagram, o.to.port, o.to.address, this.afterSend);
     } catch (e) {
       this.stats.sendErrors++;
       this.report(e, `send to ${o.to.address}:${o.to.port}`);
     }
   }
+
+  private readonly afterSend = (err: Error | null): void => {
+    if (err) {
+      this.stats.sendErrors++;
+      this.report(err, 'send');
+    }
+  };
 
   private report(e: unknown, context: string): void {
     const err = e instanceof Error ? e : new Error(String(e));

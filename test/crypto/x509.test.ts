@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { createPublicKey, randomBytes } from 'node:crypto';
 import { IdType } from '../../src/wire/iana.ts';
 import { derOid, derSequence } from '../../src/crypto/asn1.ts';
+import { signingKeyType } from '../../src/crypto/signature.ts';
 import {
   Certificate,
   CertificateError,
@@ -284,4 +285,22 @@ test('ipAddressBytes expands IPv6 forms', () => {
   assert.equal(ipAddressBytes('::ffff:192.0.2.1').toString('hex'), '00000000000000000000ffffc0000201');
   assert.equal(ipAddressBytes('1:2:3:4:5:6:7:8').toString('hex'), '00010002000300040005000600070008');
   assert.throws(() => ipAddressBytes('not-an-ip'), RangeError);
+});
+
+test('an EC certificate key carries its curve from the SubjectPublicKeyInfo, without asking node for key details', () => {
+  for (const [cert, type] of [
+    [root.certificate, 'ec-p384'],
+    [inter.certificate, 'ec-p256'],
+  ] as const) {
+    const parsed = parseCertificate(cert.der);
+    // Any call for the key details now fails: the type must come from what the parser read.
+    Object.defineProperty(parsed.publicKey, 'asymmetricKeyDetails', {
+      get() {
+        throw new Error('key details asked for');
+      },
+    });
+    assert.equal(signingKeyType(parsed.publicKey), type);
+  }
+  // A key not read from a certificate is still typed the usual way.
+  assert.equal(signingKeyType(createPublicKey(inter.certificate.publicKey.export({ format: 'pem', type: 'spki' }))), 'ec-p256');
 });

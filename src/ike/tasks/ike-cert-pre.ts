@@ -18,17 +18,18 @@ export function caKeyHash(cert: Certificate): Buffer {
   return createHash('sha1').update(cert.subjectPublicKeyInfo).digest();
 }
 
+/** The CERTREQ authority field per trust anchor list (the configuration's, which lives as long as the engine). */
+const authorityCache = new WeakMap<readonly Certificate[], Buffer>();
+
 /** A CERTREQ for our trust anchors, or nothing when we have none. */
 export function certReqPayloads(anchors: readonly Certificate[]): Payload[] {
   if (anchors.length === 0) return [];
-  return [
-    {
-      type: PayloadType.CERTREQ,
-      critical: false,
-      encoding: CertEncoding.X509_SIGNATURE,
-      authority: joinCaKeyHashes(anchors.map(caKeyHash)),
-    },
-  ];
+  let authority = authorityCache.get(anchors);
+  if (!authority) {
+    authority = joinCaKeyHashes(anchors.map(caKeyHash));
+    authorityCache.set(anchors, authority);
+  }
+  return [{ type: PayloadType.CERTREQ, critical: false, encoding: CertEncoding.X509_SIGNATURE, authority }];
 }
 
 /** Remembers the CA hashes the peer asked for (malformed ones are ignored, as RFC 7296 allows). */
