@@ -276,85 +276,124 @@ export function createSkCipher(alg: SkAlgorithm, keys: SkKeys, rng: RandomSource
     );
   }
   const cipherKeyLen = params.encrKeyLength - e.saltLength;
-  const key = Buffer.from(keys.encrKey.subarray(0, cipherKeyLen));
-  const salt = Buffer.from(keys.encrKey.subarray(cipherKeyLen));
   const nodeName = e.nodeNames.get(cipherKeyLen);
   if (nodeName === undefined) throw new SkCipherError('bad-key-length', 'no cipher for key size');
   const integ = params.aead ? undefined : integInfo(alg.integ ?? IntegId.NONE);
-  const integKey = Buffer.from(keys.integKey);
+  return new SkCipherInstance(alg.encr, params, nodeName, cipherKeyLen, integ, keys, rng);
+}
 
-  const ivMask = params.aead ? rng.bytes(8).readBigUInt64BE() : 0n;
-  let ivCounter = 0n;
-  const nextIv = (): Buffer => {
-    if (!params.aead) return rng.bytes(params.ivLength);
+/**
+ * The cipher of one key and direction. A class, not closures: an IKE SA keeps
+ * two for its lifetime, and one shape with shared methods costs a fraction of
+ * the memory (and garbage collection time) of seven closures per instance.
+ */
+class SkCipherInstance implements SkCipher {
+  readonly aead: boolean;
+  readonly ivLength: number;
+  readonly icvLength: number;
+  readonly blockSize: number;
+  readonly encrKeyLength: number;
+  readonly integKeyLength: number;
+  /** key | salt | integKey in one allocation of their own (not slices of node's shared pool, kept as long as the SA). */
+  private readonly keyMaterial: Buffer;
+  private readonly key: Buffer;
+  private readonly salt: Buffer;
+  private readonly integKey: Buffer;
+  private readonly ivMask: bigint;
+  private ivCounter = 0n;
+
+  constructor(
+    private readonly encr: number,
+    params: SkParameters,
+    private readonly nodeName: string,
+    cipherKeyLen: number,
+    private readonly integ: IntegInfo | undefined,
+    keys: SkKeys,
+    private readonly rng: RandomSource,
+  ) {
+    this.aead = params.aead;
+    this.ivLength = params.ivLength;
+    this.icvLength = params.icvLength;
+    this.blockSize = params.blockSize;
+    this.encrKeyLength = params.encrKeyLength;
+    this.integKeyLength = params.integKeyLength;
+    const encrLength = keys.encrKey.length;
+    this.keyMaterial = Buffer.allocUnsafeSlow(encrLength + keys.integKey.length);
+    this.keyMaterial.set(keys.encrKey, 0);
+    this.keyMaterial.set(keys.integKey, encrLength);
+    this.key = this.keyMaterial.subarray(0, cipherKeyLen);
+    this.salt = this.keyMaterial.subarray(cipherKeyLen, encrLength);
+    this.integKey = this.keyMaterial.subarray(encrLength);
+    this.ivMask = params.aead ? rng.bytes(8).readBigUInt64BE() : 0n;
+  }
+
+  private nextIv(): Buffer {
+    if (!this.aead) return this.rng.bytes(this.ivLength);
     const iv = Buffer.alloc(8);
-    iv.writeBigUInt64BE(ivCounter ^ ivMask);
-    ivCounter++;
+    iv.writeBigUInt64BE(this.ivCounter ^ this.ivMask);
+    this.ivCounter++;
     return iv;
-  };
+  }
 
-  const checkIv = (iv: Uint8Array): void => {
-    if (iv.length !== params.ivLength) {
-      throw new SkCipherError('bad-iv', `IV must be ${params.ivLength} octets, got ${iv.length}`);
-    }
-  };
-
-  const mac = (aad: Uint8Array, iv: Uint8Array, ciphertext: Uint8Array): Buffer => {
+  private mac(aad: Uint8Array, iv: Uint8Array, ciphertext: Uint8Array): Buffer {
+    const integ = this.integ;
     if (!integ) throw new SkCipherError('bad-combination', 'no INTEG');
-    return createHmac(integ.hash, integKey)
+    return createHmac(integ.hash, this.integKey)
       .update(aad)
       .update(iv)
       .update(ciphertext)
       .digest()
       .subarray(0, integ.icvLength);
-  };
+  }
 
-  const seal = (iv: Uint8Array, aad: Uint8Array, plaintext: Uint8Array): { ciphertext: Buffer; icv: Buffer } => {
-    checkIv(iv);
-    if (plaintext.length % params.blockSize !== 0) {
+  seal(iv: Uint8Array, aad: Uint8Array, plaintext: Uint8Array): { ciphertext: Buffer; icv: Buffer } {
+    if (iv.length !== this.ivLength) {
+      throw new SkCipherError('bad-iv', `IV must be ${this.ivLength} octets, got ${iv.length}`);
+    }
+    if (plaintext.length % this.blockSize !== 0) {
       throw new SkCipherError('not-aligned', 'plaintext is not block aligned');
     }
-    if (!params.aead) {
-      const c = createCipheriv(nodeName, key, iv).setAutoPadding(false);
+    if (!this.aead) {
+      const c = createCipheriv(this.nodeName, this.key, iv).setAutoPadding(false);
       const ciphertext = Buffer.concat([c.update(plaintext), c.final()]);
-      return { ciphertext, icv: mac(aad, iv, ciphertext) };
+      return { ciphertext, icv: this.mac(aad, iv, ciphertext) };
     }
-    const nonce = Buffer.concat([salt, iv]);
-    if (alg.encr === EncrId.CHACHA20_POLY1305) {
-      const c = createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: 16 });
+    const nonce = Buffer.concat([this.salt, iv]);
+    if (this.encr === EncrId.CHACHA20_POLY1305) {
+      const c = createCipheriv('chacha20-poly1305', this.key, nonce, { authTagLength: 16 });
       c.setAAD(aad, { plaintextLength: plaintext.length });
       const ciphertext = Buffer.concat([c.update(plaintext), c.final()]);
       return { ciphertext, icv: c.getAuthTag() };
     }
-    const c = createCipheriv(nodeName as CipherGCMTypes, key, nonce, { authTagLength: params.icvLength });
+    const c = createCipheriv(this.nodeName as CipherGCMTypes, this.key, nonce, { authTagLength: this.icvLength });
     c.setAAD(aad);
     const ciphertext = Buffer.concat([c.update(plaintext), c.final()]);
     return { ciphertext, icv: c.getAuthTag() };
-  };
+  }
 
-  const open = (iv: Uint8Array, aad: Uint8Array, ciphertext: Uint8Array, icv: Uint8Array): Buffer => {
-    if (iv.length !== params.ivLength || icv.length !== params.icvLength) {
+  open(iv: Uint8Array, aad: Uint8Array, ciphertext: Uint8Array, icv: Uint8Array): Buffer {
+    if (iv.length !== this.ivLength || icv.length !== this.icvLength) {
       throw new IntegrityError('length', 'IV or ICV has the wrong length');
     }
-    if (ciphertext.length === 0 || ciphertext.length % params.blockSize !== 0) {
+    if (ciphertext.length === 0 || ciphertext.length % this.blockSize !== 0) {
       throw new IntegrityError('length', `ciphertext of ${ciphertext.length} octets is not whole blocks`);
     }
-    if (!params.aead) {
+    if (!this.aead) {
       // Encrypt-then-MAC: check the MAC before touching the ciphertext.
-      const expected = mac(aad, iv, ciphertext);
+      const expected = this.mac(aad, iv, ciphertext);
       if (!timingSafeEqual(expected, icv)) throw new IntegrityError('icv', 'integrity check failed');
-      const d = createDecipheriv(nodeName, key, iv).setAutoPadding(false);
+      const d = createDecipheriv(this.nodeName, this.key, iv).setAutoPadding(false);
       return Buffer.concat([d.update(ciphertext), d.final()]);
     }
-    const nonce = Buffer.concat([salt, iv]);
+    const nonce = Buffer.concat([this.salt, iv]);
     try {
-      if (alg.encr === EncrId.CHACHA20_POLY1305) {
-        const d = createDecipheriv('chacha20-poly1305', key, nonce, { authTagLength: 16 });
+      if (this.encr === EncrId.CHACHA20_POLY1305) {
+        const d = createDecipheriv('chacha20-poly1305', this.key, nonce, { authTagLength: 16 });
         d.setAAD(aad, { plaintextLength: ciphertext.length });
         d.setAuthTag(icv);
         return Buffer.concat([d.update(ciphertext), d.final()]);
       }
-      const d = createDecipheriv(nodeName as CipherGCMTypes, key, nonce, { authTagLength: params.icvLength });
+      const d = createDecipheriv(this.nodeName as CipherGCMTypes, this.key, nonce, { authTagLength: this.icvLength });
       d.setAAD(aad);
       d.setAuthTag(icv);
       return Buffer.concat([d.update(ciphertext), d.final()]);
@@ -362,33 +401,29 @@ export function createSkCipher(alg: SkAlgorithm, keys: SkKeys, rng: RandomSource
       // OpenSSL compares the tag in constant time and fails final().
       throw new IntegrityError('icv', 'integrity check failed');
     }
-  };
+  }
 
-  return {
-    ...params,
-    seal,
-    open,
-    encrypt(inner: Uint8Array, aad: Uint8Array, iv?: Uint8Array): SkEncrypted {
-      const ivBytes = iv ? Buffer.from(iv) : nextIv();
-      const paddedLength = Math.ceil((inner.length + 1) / params.blockSize) * params.blockSize;
-      const padLength = paddedLength - inner.length - 1;
-      // Padding octets are zero: RFC 7296 lets the sender choose any value.
-      const plaintext = Buffer.alloc(paddedLength);
-      Buffer.from(inner.buffer, inner.byteOffset, inner.length).copy(plaintext);
-      plaintext[paddedLength - 1] = padLength;
-      const { ciphertext, icv } = seal(ivBytes, aad, plaintext);
-      return { iv: ivBytes, ciphertextWithPadding: ciphertext, icv };
-    },
-    decrypt(iv: Uint8Array, ciphertextWithPadding: Uint8Array, icv: Uint8Array, aad: Uint8Array): Buffer {
-      const plaintext = open(iv, aad, ciphertextWithPadding, icv);
-      const padLength = plaintext[plaintext.length - 1] ?? 0;
-      // Any padding that keeps the alignment is acceptable (RFC 7296 3.14).
-      if (padLength + 1 > plaintext.length) {
-        throw new IntegrityError('padding', 'Pad Length exceeds the decrypted data');
-      }
-      return plaintext.subarray(0, plaintext.length - padLength - 1);
-    },
-  };
+  encrypt(inner: Uint8Array, aad: Uint8Array, iv?: Uint8Array): SkEncrypted {
+    const ivBytes = iv ? Buffer.from(iv) : this.nextIv();
+    const paddedLength = Math.ceil((inner.length + 1) / this.blockSize) * this.blockSize;
+    const padLength = paddedLength - inner.length - 1;
+    // Padding octets are zero: RFC 7296 lets the sender choose any value.
+    const plaintext = Buffer.alloc(paddedLength);
+    plaintext.set(inner);
+    plaintext[paddedLength - 1] = padLength;
+    const { ciphertext, icv } = this.seal(ivBytes, aad, plaintext);
+    return { iv: ivBytes, ciphertextWithPadding: ciphertext, icv };
+  }
+
+  decrypt(iv: Uint8Array, ciphertextWithPadding: Uint8Array, icv: Uint8Array, aad: Uint8Array): Buffer {
+    const plaintext = this.open(iv, aad, ciphertextWithPadding, icv);
+    const padLength = plaintext[plaintext.length - 1] ?? 0;
+    // Any padding that keeps the alignment is acceptable (RFC 7296 3.14).
+    if (padLength + 1 > plaintext.length) {
+      throw new IntegrityError('padding', 'Pad Length exceeds the decrypted data');
+    }
+    return plaintext.subarray(0, plaintext.length - padLength - 1);
+  }
 }
 
 /** Encrypts `inner` and returns the SK body IV | ciphertext | ICV. */
