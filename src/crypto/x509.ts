@@ -195,7 +195,9 @@ export class Certificate {
 
   /** Parses DER. Throws CertificateError 'malformed'. */
   static fromDer(input: Uint8Array): Certificate {
-    const der = Buffer.from(input); // own copy: the certificate outlives the datagram
+    // Own copy, outside node's shared pool: the certificate outlives the datagram, and a pooled slice would keep an 8 KiB slab with it.
+    const der = Buffer.allocUnsafeSlow(input.length);
+    der.set(input);
     let x509: X509Certificate;
     let publicKey: KeyObject;
     try {
