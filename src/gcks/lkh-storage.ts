@@ -68,15 +68,28 @@ export class NodeKeySource {
  * `members` counts the members in its subtree (1 or 0 for a leaf). Arrays
  * grow geometrically as positions are used, since members fill leaves from
  * the left.
+ *
+ * Only IDs and keys are persisted (see encodeRowChunk): member counts are
+ * derived from the tree's leaves when it is restored, so a join that only
+ * fills a leaf rewrites one chunk, not one per tree level.
  */
 /** Positions per persisted chunk of a tree row (see LkhTree.takeChangedChunks). */
 export const LKH_CHUNK_POSITIONS = 64;
+
+/**
+ * Persisted chunk formats. 1 (no marker): IDs, member counts, keys, in
+ * n * (8 + keyLength) octets. 2: a format octet, IDs, keys, in
+ * 1 + n * (4 + keyLength) octets. The lengths never coincide (one is even,
+ * the other odd), so every chunk says which format it is in and a tree
+ * written by an older release, or partly rewritten since, still loads.
+ */
+export const LKH_CHUNK_FORMAT = 2;
 
 export class TreeRow {
   ids: Uint32Array;
   members: Uint32Array;
   keys: Buffer;
-  /** Chunks (LKH_CHUNK_POSITIONS positions each) changed since they were last taken for persistence. */
+  /** Chunks (LKH_CHUNK_POSITIONS positions each) whose IDs or keys changed since they were last taken for persistence. */
   readonly changedChunks = new Set<number>();
 
   constructor(readonly keyLength: number, initialCapacity = 4) {
@@ -118,7 +131,7 @@ export class TreeRow {
     return this.keys.subarray(pos * this.keyLength, (pos + 1) * this.keyLength);
   }
 
-  /** Records that the node at `pos` changed (ID, key or member count). */
+  /** Records that the node at `pos` changed its ID or key (member counts are not persisted). */
   touch(pos: number): void {
     this.changedChunks.add(Math.floor(pos / LKH_CHUNK_POSITIONS));
   }
@@ -142,32 +155,36 @@ export class TreeRow {
 }
 
 /**
- * One chunk of a row as persisted: LKH_CHUNK_POSITIONS IDs, member counts
- * (both 32-bit big-endian) and keys. Secret (holds node keys).
+ * One chunk of a row as persisted (format 2): the format octet, then
+ * LKH_CHUNK_POSITIONS IDs (32-bit big-endian) and keys. Secret (holds node
+ * keys).
  */
 export function encodeRowChunk(row: TreeRow, index: number): Buffer {
   const n = LKH_CHUNK_POSITIONS;
-  const out = Buffer.alloc(n * (8 + row.keyLength));
+  const out = Buffer.alloc(1 + n * (4 + row.keyLength));
+  out[0] = LKH_CHUNK_FORMAT;
   const first = index * n;
-  for (let i = 0; i < n; i++) {
-    out.writeUInt32BE(row.idAt(first + i), i * 4);
-    out.writeUInt32BE(row.membersAt(first + i), n * 4 + i * 4);
-  }
+  for (let i = 0; i < n; i++) out.writeUInt32BE(row.idAt(first + i), 1 + i * 4);
   const end = Math.min(row.capacity, first + n);
-  if (end > first) row.keys.copy(out, n * 8, first * row.keyLength, end * row.keyLength);
+  if (end > first) row.keys.copy(out, 1 + n * 4, first * row.keyLength, end * row.keyLength);
   return out;
 }
 
-/** Loads a chunk written by encodeRowChunk into the row; false when its size does not fit the row. */
+/**
+ * Loads a persisted chunk (format 2, or format 1 of older releases) into the
+ * row's IDs and keys; member counts are left to the caller (format 1's are
+ * ignored). False when the chunk fits neither format for this row.
+ */
 export function decodeRowChunk(row: TreeRow, index: number, data: Buffer): boolean {
   const n = LKH_CHUNK_POSITIONS;
-  if (data.length !== n * (8 + row.keyLength)) return false;
+  let keysAt: number;
+  if (data.length === 1 + n * (4 + row.keyLength) && data[0] === LKH_CHUNK_FORMAT) keysAt = 1 + n * 4;
+  else if (data.length === n * (8 + row.keyLength)) keysAt = n * 8;
+  else return false;
+  const idsAt = keysAt === n * 8 ? 0 : 1;
   const first = index * n;
   row.ensure(first + n - 1);
-  for (let i = 0; i < n; i++) {
-    row.ids[first + i] = data.readUInt32BE(i * 4);
-    row.members[first + i] = data.readUInt32BE(n * 4 + i * 4);
-  }
-  data.copy(row.keys, first * row.keyLength, n * 8, n * 8 + n * row.keyLength);
+  for (let i = 0; i < n; i++) row.ids[first + i] = data.readUInt32BE(idsAt + i * 4);
+  data.copy(row.keys, first * row.keyLength, keysAt, keysAt + n * row.keyLength);
   return true;
 }

@@ -128,6 +128,8 @@ export class LkhTree {
   private members = 0;
   /** Nodes whose current key the members below them have not been sent yet (after growth). */
   private readonly undelivered = new Set<number>();
+  /** The bookkeeping in persistenceMeta changed since the last takeChangedChunks. */
+  private metaChanged = false;
 
   constructor(options: LkhOptions) {
     this.kwa = options.kwa;
@@ -168,16 +170,15 @@ export class LkhTree {
   addMember(options: { backwardAccessControl?: boolean } = {}): MemberPlacement {
     if (this.freeLeaves.length === 0 && this.nextLeaf >= this.arity ** this.depth) this.grow();
     const leaf = this.freeLeaves.pop() ?? this.nextLeaf++;
+    this.metaChanged = true;
     // Only keys others already hold need renewing for backward access control.
     const preexisting: Set<number>[] | undefined = options.backwardAccessControl ? this.rows.map(() => new Set<number>()) : undefined;
     for (let h = this.depth - 1, pos = this.ancestor(leaf, h); h >= 0; h--, pos = this.ancestor(leaf, h)) {
       if (this.row(h).idAt(pos) === 0) this.row(h).renew(pos, this.newKeyId(), this.nodeKeys);
       else if (h > 0) preexisting?.[h]!.add(pos);
     }
-    for (let h = 0, pos = leaf; h < this.depth; h++, pos = Math.floor(pos / this.arity)) {
-      this.row(h).members[pos]! += 1;
-      this.row(h).touch(pos);
-    }
+    // Member counts are not persisted (restore derives them): only the nodes created above changed a chunk.
+    for (let h = 0, pos = leaf; h < this.depth; h++, pos = Math.floor(pos / this.arity)) this.row(h).members[pos]! += 1;
     this.members++;
     if (!preexisting) return { leaf, wrapKeys: [] };
     // Children that hold nothing but the new member need no wrapped copy: it gets its path at registration.
@@ -196,12 +197,12 @@ export class LkhTree {
   excludeMembers(leaves: readonly LeafHandle[]): ExclusionResult {
     const unique = [...new Set(leaves)];
     for (const leaf of unique) if (!this.isMember(leaf)) throw new LkhError(`leaf ${leaf} holds no member`);
+    this.metaChanged = true;
     const targets: Set<number>[] = this.rows.map(() => new Set<number>());
     for (const leaf of unique) {
       for (let h = 0; h < this.depth; h++) {
         const pos = this.ancestor(leaf, h);
         this.row(h).members[pos]! -= 1;
-        this.row(h).touch(pos);
         if (h > 0) targets[h]!.add(pos);
       }
       this.row(0).remove(leaf);
@@ -259,6 +260,7 @@ export class LkhTree {
    */
   takeUndeliveredWrapKeys(): WrappedKey[] {
     // Top-down by height, left to right within a height.
+    if (this.undelivered.size > 0) this.metaChanged = true;
     const refs = [...this.undelivered].sort((a, b) => Math.floor(b / REF_SCALE) - Math.floor(a / REF_SCALE) || (a % REF_SCALE) - (b % REF_SCALE));
     this.undelivered.clear();
     const out: WrappedKey[] = [];
@@ -311,9 +313,12 @@ export class LkhTree {
 
   /**
    * The chunks changed since the last call (or every chunk with `all`), as
-   * copies to persist; taking them marks them saved. Secret.
+   * copies to persist with persistenceMeta(); taking them marks the tree
+   * saved. A join that creates no node changes no chunk, only the meta.
+   * Secret.
    */
   takeChangedChunks(all = false): LkhChunk[] {
+    this.metaChanged = false;
     const out: LkhChunk[] = [];
     this.rows.forEach((row, height) => {
       const indices = all ? Array.from({ length: Math.ceil(row.capacity / LKH_CHUNK_POSITIONS) }, (_, i) => i) : [...row.changedChunks].sort((a, b) => a - b);
@@ -323,35 +328,66 @@ export class LkhTree {
     return out;
   }
 
-  /** Whether any chunk changed since the last takeChangedChunks. */
+  /** Whether anything persisted (a chunk or the meta) changed since the last takeChangedChunks. */
   get changed(): boolean {
-    return this.rows.some((r) => r.changedChunks.size > 0);
+    return this.metaChanged || this.rows.some((r) => r.changedChunks.size > 0);
   }
 
   /**
    * A tree as persisted: `chunk(h, i)` returns the stored chunk. Key IDs
    * continue from `options.keyIds` (a durable counter above every ID used).
-   * Throws LkhError when the pieces do not fit together.
+   * Member counts are derived from the leaves: every leaf below `nextLeaf`
+   * that is not free holds a member, and each needs every node on its path.
+   * A chunk `chunk` does not return was never written: its positions hold
+   * no node (rows grow in capacity before nodes are created there). Throws
+   * LkhError when the pieces do not fit together.
    */
   static restore(meta: LkhTreeMeta, chunk: (height: number, index: number) => Buffer | undefined, options: Omit<LkhOptions, 'kwa' | 'arity' | 'initialDepth' | 'prebuild'>): LkhTree {
     const tree = new LkhTree({ ...options, kwa: meta.kwa, arity: meta.arity, initialDepth: 1 });
     if (!Number.isInteger(meta.depth) || meta.depth < 1 || meta.chunks.length !== meta.depth) throw new LkhError('stored key tree: bad depth');
     for (let h = 1; h < meta.depth; h++) tree.rows.push(new TreeRow(tree.keyLength));
     for (let h = 0; h < meta.depth; h++) {
-      for (let i = 0; i < meta.chunks[h]!; i++) {
+      const count = meta.chunks[h]!;
+      if (!Number.isSafeInteger(count) || count < 0 || count * LKH_CHUNK_POSITIONS > 2 ** 32) throw new LkhError(`stored key tree: bad chunk count for height ${h}`);
+      if (count > 0) tree.row(h).ensure(count * LKH_CHUNK_POSITIONS - 1);
+      for (let i = 0; i < count; i++) {
+        // A chunk never written (the row grew past it, no node there changed) holds no node: it stays empty.
+        // Whether every member's path is complete is checked below, from the leaves.
         const data = chunk(h, i);
-        if (!data || !decodeRowChunk(tree.row(h), i, data)) throw new LkhError(`stored key tree: chunk ${h}/${i} is missing or malformed`);
+        if (data && !decodeRowChunk(tree.row(h), i, data)) throw new LkhError(`stored key tree: chunk ${h}/${i} is malformed`);
       }
       tree.row(h).changedChunks.clear();
     }
     tree.nextLeaf = meta.nextLeaf;
     tree.members = meta.members;
     tree.freeLeaves.push(...meta.freeLeaves);
+    tree.deriveMemberCounts();
     for (const r of meta.undelivered) tree.undelivered.add(r);
     return tree;
   }
 
   // -------------------------------------------------------------- internals
+
+  /** Rebuilds every node's member count from the occupied leaves (restore). */
+  private deriveMemberCounts(): void {
+    const nextLeaf = this.nextLeaf;
+    if (!Number.isSafeInteger(nextLeaf) || nextLeaf < 0 || nextLeaf > this.arity ** this.depth) throw new LkhError('stored key tree: bad next leaf');
+    const free = new Set<number>();
+    for (const leaf of this.freeLeaves) {
+      if (!Number.isInteger(leaf) || leaf < 0 || leaf >= nextLeaf || free.has(leaf)) throw new LkhError(`stored key tree: bad free leaf ${leaf}`);
+      free.add(leaf);
+    }
+    if (nextLeaf - free.size !== this.members) throw new LkhError(`stored key tree: ${this.members} members but ${nextLeaf - free.size} occupied leaves`);
+    for (const row of this.rows) row.members.fill(0);
+    for (let leaf = 0; leaf < nextLeaf; leaf++) {
+      if (free.has(leaf)) continue;
+      for (let h = 0, pos = leaf; h < this.depth; h++, pos = Math.floor(pos / this.arity)) {
+        const row = this.row(h);
+        if (row.idAt(pos) === 0) throw new LkhError(`stored key tree: the path of leaf ${leaf} lacks the node at height ${h}`);
+        row.members[pos]! += 1;
+      }
+    }
+  }
 
   private row(h: number): TreeRow {
     const r = this.rows[h];
@@ -439,11 +475,11 @@ export class LkhTree {
   private grow(): void {
     if (this.arity ** (this.depth + 1) > 2 ** 32) throw new LkhError('the key tree cannot grow further');
     this.rows.push(new TreeRow(this.keyLength));
+    this.metaChanged = true;
     const h = this.depth - 1;
     if (this.members === 0) return;
     this.row(h).renew(0, this.newKeyId(), this.nodeKeys);
     this.row(h).members[0] = this.members;
-    this.row(h).touch(0);
     this.undelivered.add(ref(h, 0));
   }
 

@@ -287,6 +287,8 @@ export class GcksService implements DatagramEngine<GcksServiceEvent> {
   private readonly unusedSaTimeoutMs: number;
   private readonly inspect: GcksServiceDeps['inspectResponse'];
   private readonly sessions = new Map<string, Session>();
+  /** Every session's closeAt (and stale entries of earlier ones), earliest first. */
+  private readonly closes = new CloseSchedule();
   /** `${group}|${memberKey}` -> the SA an inband member registered over. */
   private readonly inbandSa = new Map<string, string>();
   /** Service events produced inside an engine call (provider callbacks), flushed with its output. */
@@ -406,11 +408,11 @@ export class GcksService implements DatagramEngine<GcksServiceEvent> {
   timeout(now: number): Output<GcksServiceEvent> {
     this.currentNow = now;
     const outputs: Output<GcksServiceEvent>[] = [this.wrap(now, this.engine.timeout(now))];
-    for (const [saId, s] of [...this.sessions]) {
-      if (s.closeAt !== undefined && s.closeAt <= now) {
-        s.closeAt = undefined;
-        outputs.push(this.wrap(now, this.engine.deleteSa(saId, now)));
-      }
+    for (const saId of this.closes.takeDue(now)) {
+      const s = this.sessions.get(saId);
+      if (s?.closeAt === undefined || s.closeAt > now) continue;
+      s.closeAt = undefined;
+      outputs.push(this.wrap(now, this.engine.deleteSa(saId, now)));
     }
     for (const planner of this.planners.values()) {
       const due = planner.nextDeadline();
@@ -424,7 +426,7 @@ export class GcksService implements DatagramEngine<GcksServiceEvent> {
     const earlier = (x: number | undefined): void => {
       if (x !== undefined && (t === undefined || x < t)) t = x;
     };
-    for (const s of this.sessions.values()) earlier(s.closeAt);
+    earlier(this.closes.earliest((at, saId) => this.sessions.get(saId)?.closeAt === at));
     for (const p of this.planners.values()) earlier(p.nextDeadline());
     earlier(this.multicastQueue[0]?.at);
     if (this.deferred.length > 0) earlier(this.currentNow);
@@ -617,7 +619,7 @@ export class GcksService implements DatagramEngine<GcksServiceEvent> {
       if (this.persistence) {
         this.pendingAudit.push({ at: ctx.now, kind: 'rejection', group, member, memberKey: identityKey(peerId), reason: `${nameOf(NotifyType, notify)}: ${reason}`, details: { exchange: exchangeName } });
       }
-      this.scheduleClose(session, ctx.now);
+      this.scheduleClose(ctx.saId, session, ctx.now);
       return { payloads: [], refusal: { notify, reason } };
     };
 
@@ -635,7 +637,7 @@ export class GcksService implements DatagramEngine<GcksServiceEvent> {
         this.forgetMembership(e.group, peerId, ctx.saId);
         this.pending.push({ ...e, saId: ctx.saId, cause: 'member-request' });
       }
-      this.scheduleClose(session, ctx.now);
+      this.scheduleClose(ctx.saId, session, ctx.now);
       return { payloads: left.payloads };
     }
 
@@ -719,7 +721,7 @@ export class GcksService implements DatagramEngine<GcksServiceEvent> {
     const announced = this.planners.get(group.name)?.announcedNextSpis;
     const response = withWorkingKeyPath(announced ? withNextSpis(outcome.payloads, group, announced) : outcome.payloads, wrapKeys, exchange, request.groupSender);
     this.inspect?.(exchange, response, { saId: ctx.saId, group: group.name, member, groupSender: request.groupSender, keyTree: wrapKeys.length > 0 });
-    this.scheduleClose(session, ctx.now);
+    this.scheduleClose(ctx.saId, session, ctx.now);
     return { payloads: response };
   }
 
@@ -733,8 +735,14 @@ export class GcksService implements DatagramEngine<GcksServiceEvent> {
   }
 
   /** After any registration exchange: close soon unless an inband group needs the SA. */
-  private scheduleClose(s: Session, now: number): void {
-    s.closeAt = s.inband.size > 0 ? undefined : now + this.closeGraceMs;
+  private scheduleClose(saId: string, s: Session, now: number): void {
+    this.setClose(saId, s, s.inband.size > 0 ? undefined : now + this.closeGraceMs);
+  }
+
+  /** Sets when the session's SA closes (undefined: it stays); every change goes through here. */
+  private setClose(saId: string, s: Session, at: number | undefined): void {
+    s.closeAt = at;
+    if (at !== undefined) this.closes.add(at, saId);
   }
 
   private rebindInband(groupName: string, id: Identity, saId: string, now: number): void {
@@ -745,7 +753,7 @@ export class GcksService implements DatagramEngine<GcksServiceEvent> {
       if (old) {
         old.inband.delete(groupName);
         old.groups.delete(groupName);
-        if (old.inband.size === 0 && old.closeAt === undefined) old.closeAt = now + this.closeGraceMs;
+        if (old.inband.size === 0 && old.closeAt === undefined) this.setClose(previous, old, now + this.closeGraceMs);
       }
     }
     this.inbandSa.set(key, saId);
@@ -781,7 +789,11 @@ export class GcksService implements DatagramEngine<GcksServiceEvent> {
         if (e.role === 'responder' && !this.sessions.has(e.saId)) {
           // IKE_AUTH without registration yet (a GSA_AUTH already made its session).
           const peerId = this.engine.peerIdentity(e.saId);
-          if (peerId) this.sessions.set(e.saId, { peerId, groups: new Set(), inband: new Set(), closeAt: now + this.unusedSaTimeoutMs });
+          if (peerId) {
+            const s: Session = { peerId, groups: new Set(), inband: new Set(), closeAt: undefined };
+            this.sessions.set(e.saId, s);
+            this.setClose(e.saId, s, now + this.unusedSaTimeoutMs);
+          }
         }
         return;
       case 'sa-rekeyed': {
@@ -789,6 +801,7 @@ export class GcksService implements DatagramEngine<GcksServiceEvent> {
         if (!s) return;
         this.sessions.delete(e.oldSaId);
         this.sessions.set(e.saId, s);
+        this.setClose(e.saId, s, s.closeAt);
         for (const groupName of s.inband) {
           const key = `${groupName}|${identityKey(s.peerId)}`;
           if (this.inbandSa.get(key) === e.oldSaId) this.inbandSa.set(key, e.saId);
@@ -968,7 +981,7 @@ export class GcksService implements DatagramEngine<GcksServiceEvent> {
     if (!s) return;
     s.inband.delete(groupName);
     s.groups.delete(groupName);
-    if (s.inband.size === 0 && s.closeAt === undefined) s.closeAt = now + this.closeGraceMs;
+    if (s.inband.size === 0 && s.closeAt === undefined) this.setClose(saId, s, now + this.closeGraceMs);
   }
 
   /** Planner callback: KWA and GSK_w of the inband member's current IKE SA (Section 3.1.1). */
@@ -1116,7 +1129,7 @@ export class GcksService implements DatagramEngine<GcksServiceEvent> {
       if (!s) continue;
       s.inband.delete(groupName);
       s.groups.delete(groupName);
-      if (s.inband.size === 0 && s.closeAt === undefined) s.closeAt = now + this.closeGraceMs;
+      if (s.inband.size === 0 && s.closeAt === undefined) this.setClose(saId, s, now + this.closeGraceMs);
     }
   }
 
@@ -1138,6 +1151,64 @@ export class GcksService implements DatagramEngine<GcksServiceEvent> {
   }
 }
 
+/**
+ * Session close times, earliest first: a binary heap with lazy deletion, so
+ * that nextTimeout and timeout need not visit every session. Each time a
+ * session's closeAt is set an entry is added; entries that no longer match
+ * their session are dropped when they come to the top.
+ */
+class CloseSchedule {
+  private readonly heap: { readonly at: number; readonly saId: string }[] = [];
+
+  add(at: number, saId: string): void {
+    const h = this.heap;
+    h.push({ at, saId });
+    for (let i = h.length - 1; i > 0; ) {
+      const parent = (i - 1) >> 1;
+      if (h[parent]!.at <= h[i]!.at) break;
+      [h[parent], h[i]] = [h[i]!, h[parent]!];
+      i = parent;
+    }
+  }
+
+  /** The earliest entry that `live` accepts; stale ones before it are dropped. */
+  earliest(live: (at: number, saId: string) => boolean): number | undefined {
+    while (this.heap.length > 0) {
+      const top = this.heap[0]!;
+      if (live(top.at, top.saId)) return top.at;
+      this.pop();
+    }
+    return undefined;
+  }
+
+  /** Removes and returns the SAs of every entry due at `now` (stale ones included: the caller checks). */
+  takeDue(now: number): string[] {
+    const due = new Set<string>();
+    while (this.heap.length > 0 && this.heap[0]!.at <= now) due.add(this.pop().saId);
+    return [...due];
+  }
+
+  private pop(): { readonly at: number; readonly saId: string } {
+    const h = this.heap;
+    const top = h[0]!;
+    const last = h.pop()!;
+    if (h.length > 0) {
+      h[0] = last;
+      for (let i = 0; ; ) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < h.length && h[l]!.at < h[m]!.at) m = l;
+        if (r < h.length && h[r]!.at < h[m]!.at) m = r;
+        if (m === i) break;
+        [h[m], h[i]] = [h[i]!, h[m]!];
+        i = m;
+      }
+    }
+    return top;
+  }
+}
+
 /** What the last checkpoint wrote for a group (to write only what changed). */
 interface SavedGroup {
   readonly sas: string;
@@ -1147,8 +1218,20 @@ interface SavedGroup {
   readonly signingKey: RekeySigningKey | undefined;
 }
 
+/** describeGroup per configuration object (configurations are never changed in place). */
+const descriptors = new WeakMap<GroupConfig, GroupDescriptor>();
+
 /** A group's persistence name and a digest of its configuration (restored only under the same policy). */
 export function describeGroup(config: GroupConfig): GroupDescriptor {
+  let d = descriptors.get(config);
+  if (!d) {
+    d = digestGroup(config);
+    descriptors.set(config, d);
+  }
+  return d;
+}
+
+function digestGroup(config: GroupConfig): GroupDescriptor {
   const json = JSON.stringify({ ...config, name: undefined }, (_k, v: unknown) => {
     if (v instanceof RegExp) return `/${v.source}/${v.flags}`;
     if (v instanceof Map) return [...v];

@@ -10,7 +10,9 @@
  *    and one transaction per service call, committed before its datagrams
  *    leave: the current and previous SAs with their keys (sealed under the
  *    KEK by the store), members with their leaves and registration history,
- *    the LKH tree in 64-node chunks (only the changed ones are rewritten),
+ *    the LKH tree in 64-node chunks of IDs and keys (only the changed ones
+ *    are rewritten; member counts are derived on restore, so a join
+ *    rewrites just the chunks of the nodes it created, usually its leaf's),
  *    the planner's announced next SPIs and pending content, operator
  *    exclusions, the rekey signing key in use, the GSA_REKEY datagrams still
  *    to be transmitted, and the audit log.
@@ -108,6 +110,11 @@ interface PersistedRuntime {
   readonly planner: Json;
 }
 
+interface CommittedRuntime {
+  readonly runtime: PersistedRuntime;
+  readonly json: string;
+}
+
 function corrupt(what: string, cause?: unknown): StateError {
   return new StateError('CORRUPT', `the key server state is inconsistent: ${what}`, RESTORE_ADVICE, cause === undefined ? {} : { cause });
 }
@@ -155,8 +162,8 @@ export class StorePersistence implements GcksPersistence {
   /** Chunks per row as last written, per group id (to void the rest when a tree is replaced). */
   private readonly chunkCounts = new Map<string, readonly number[]>();
   private readonly storedSigningKeys = new Set<string>();
-  /** The runtime record of each group as last committed (to tell a plain registration's checkpoint). */
-  private readonly runtimes = new Map<string, PersistedRuntime>();
+  /** The runtime record of each group as last committed, with its JSON (to tell a plain registration's checkpoint). */
+  private readonly runtimes = new Map<string, CommittedRuntime>();
   private failure: unknown;
 
   constructor(
@@ -210,7 +217,7 @@ export class StorePersistence implements GcksPersistence {
       const treeRecord = runtime.hasTree ? this.store.getLkhSnapshot(d.groupId) : undefined;
       const meta = treeRecord ? (treeRecord.meta as unknown as LkhTreeMeta) : undefined;
       if (meta) this.chunkCounts.set(d.groupId, meta.chunks);
-      this.runtimes.set(d.groupId, runtime);
+      this.runtimes.set(d.groupId, { runtime, json: JSON.stringify(runtime) });
       let signingKey: RekeySigningKey | undefined;
       if (runtime.signingKeyId) {
         const stored = this.store.getSigningKey(runtime.signingKeyId);
@@ -315,7 +322,7 @@ export class StorePersistence implements GcksPersistence {
   save(c: Checkpoint, now: number): void {
     if (this.failure !== undefined) throw new Error('the key server state could not be written earlier; restart the key server', { cause: this.failure });
     // Signing keys first: a group record never names a key that is not stored.
-    const written = new Map<string, PersistedRuntime>();
+    const written = new Map<string, CommittedRuntime>();
     const newKeys = c.groups.flatMap((g) => (g.signingKey && !this.storedSigningKeys.has(signingKeyId(g.signingKey)) ? [g.signingKey] : []));
     try {
       this.store.transaction(() => {
@@ -353,7 +360,7 @@ export class StorePersistence implements GcksPersistence {
     for (const [groupId, runtime] of written) this.runtimes.set(groupId, runtime);
   }
 
-  private saveGroup(g: GroupCheckpoint, now: number, written: Map<string, PersistedRuntime>): void {
+  private saveGroup(g: GroupCheckpoint, now: number, written: Map<string, CommittedRuntime>): void {
     const d = g.descriptor;
     this.groupIds.set(d.name, d.groupId);
     const at = this.toStored(now);
@@ -365,10 +372,12 @@ export class StorePersistence implements GcksPersistence {
       hasTree: g.hasTree,
       planner: this.plannerJson(g.planner),
     };
+    const json = JSON.stringify(runtime);
+    const before = this.runtimes.get(d.groupId);
     // Only what a plain registration changes may be committed without an
     // fsync (see "Durability" in src/store/sqlite.ts); anything else in the
     // transaction makes the whole commit critical.
-    const critical = !this.joinOnly(d.groupId, g, runtime);
+    const critical = !this.joinOnly(before, g, runtime, json);
     const durability = { critical };
     if (g.sas) {
       const teks: SaRecord[] = g.sas.teks.map((t, index) => this.saRecord(d.groupId, 'data-security', t, { index }));
@@ -406,23 +415,26 @@ export class StorePersistence implements GcksPersistence {
       if (before) this.voidChunks(d.groupId, before, [], at);
       this.chunkCounts.delete(d.groupId);
     }
-    this.store.putGroup({ groupId: d.groupId, name: d.name, policy: runtime as unknown as JsonValue, appliedAt: at }, durability);
-    written.set(d.groupId, runtime);
+    // A registration usually leaves the group record as it is: then it is not rewritten.
+    if (json !== before?.json) this.store.putGroup({ groupId: d.groupId, name: d.name, policy: runtime as unknown as JsonValue, appliedAt: at }, durability);
+    written.set(d.groupId, { runtime, json });
   }
 
   /**
    * True when this checkpoint of a group holds only what admitting members
-   * changes: members put (none removed), the changed chunks of the same tree
-   * (their new leaves and paths: fresh Key IDs from fsynced reservations),
+   * changes: members put (none removed), the tree's bookkeeping and the
+   * changed chunks of the same tree (the nodes their joins created: fresh
+   * Key IDs from fsynced reservations),
    * and wrap keys appended to the planner's pending ones; the SAs, the
    * planner's SPIs, deletes and timing, the barred list, the signing key,
    * the configuration and whether there is a tree all unchanged since the
    * last commit. Losing such a commit (power loss) leaves the state of the
    * commit before it: those members are unknown and register again.
    */
-  private joinOnly(groupId: string, g: GroupCheckpoint, runtime: PersistedRuntime): boolean {
-    const before = this.runtimes.get(groupId);
-    if (!before || g.sas || g.members.removed.length > 0 || g.tree?.replaced === true) return false;
+  private joinOnly(committed: CommittedRuntime | undefined, g: GroupCheckpoint, runtime: PersistedRuntime, json: string): boolean {
+    if (!committed || g.sas || g.members.removed.length > 0 || g.tree?.replaced === true) return false;
+    if (committed.json === json) return true;
+    const before = committed.runtime;
     const strip = (r: PersistedRuntime): string => JSON.stringify({ ...r, planner: { ...r.planner, pendingWrapKeys: null } });
     if (strip(before) !== strip(runtime)) return false;
     const was = before.planner.pendingWrapKeys;

@@ -5,7 +5,9 @@
  * reveals no key.
  *
  * Sealed record: version (1 octet, 0x01) | nonce (12, random per write) |
- * ciphertext | tag (16). The AAD names the table and the record's primary
+ * ciphertext | tag (16). Nonces are drawn from the system CSPRNG in batches
+ * (one call per 256 seals: a registration seals a few records, and a call
+ * per nonce was a noticeable part of its cost); each is used once. The AAD names the table and the record's primary
  * key, so a ciphertext copied into another row (another SA, another group)
  * fails authentication instead of handing out the wrong key.
  *
@@ -23,6 +25,7 @@ export const KEK_ENV_VARIABLE = 'GIKEV2_STATE_KEY';
 const SEAL_VERSION = 0x01;
 const NONCE_LENGTH = 12;
 const TAG_LENGTH = 16;
+const NONCES_PER_DRAW = 256;
 const KEY_CHECK_PLAINTEXT = Buffer.from('gikev2 state key check v1', 'utf8');
 
 const KEK_FORMAT_ADVICE =
@@ -35,6 +38,8 @@ export function recordAad(table: string, ...id: readonly string[]): Buffer {
 
 export class StateKek {
   readonly #key: Buffer;
+  #nonces: Buffer = Buffer.alloc(0);
+  #nonceOffset = 0;
   /** 16 hex digits naming this KEK (HMAC-SHA-256 of a label): safe to log. */
   readonly id: string;
 
@@ -52,11 +57,27 @@ export class StateKek {
   }
 
   seal(plaintext: Uint8Array, aad: Uint8Array): Buffer {
-    const nonce = randomBytes(NONCE_LENGTH);
+    const out = Buffer.allocUnsafe(1 + NONCE_LENGTH + plaintext.length + TAG_LENGTH);
+    out[0] = SEAL_VERSION;
+    const nonce = out.subarray(1, 1 + NONCE_LENGTH);
+    this.nextNonce(nonce);
     const cipher = createCipheriv('aes-256-gcm', this.#key, nonce, { authTagLength: TAG_LENGTH });
     cipher.setAAD(aad);
-    const body = Buffer.concat([cipher.update(plaintext), cipher.final()]);
-    return Buffer.concat([Buffer.of(SEAL_VERSION), nonce, body, cipher.getAuthTag()]);
+    let at = 1 + NONCE_LENGTH;
+    at += cipher.update(plaintext).copy(out, at);
+    at += cipher.final().copy(out, at);
+    cipher.getAuthTag().copy(out, at);
+    return out;
+  }
+
+  /** Writes a fresh random nonce into `target` (never the same pool octets twice). */
+  private nextNonce(target: Buffer): void {
+    if (this.#nonceOffset + NONCE_LENGTH > this.#nonces.length) {
+      this.#nonces = randomBytes(NONCE_LENGTH * NONCES_PER_DRAW);
+      this.#nonceOffset = 0;
+    }
+    this.#nonces.copy(target, 0, this.#nonceOffset, this.#nonceOffset + NONCE_LENGTH);
+    this.#nonceOffset += NONCE_LENGTH;
   }
 
   /** The plaintext, or undefined when the record does not authenticate under this KEK and AAD. */

@@ -144,4 +144,76 @@ describe('key server restarted from its state directory', () => {
     store = SqliteStore.open({ stateDir: dir, kek });
     store.close();
   });
+
+  it('restores a key tree stored in the older chunk format (with member counts), and registrations rewrite only leaf chunks', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gikev2-restore-v1-'));
+    dirs.push(dir);
+    const kek = StateKek.generate();
+    const config = loadGcksConfig(rekeyGcksYaml({ group: GROUP.address, port: GROUP.port, source: GCKS_EP.address, tekLifetime: 3600, atd: 2, dtd: 5 }), 'restore.yaml');
+    let store = SqliteStore.open({ stateDir: dir, kek });
+    let run = 0;
+    const start = (now: number): GcksService =>
+      makeGcks(config, { ...storeDeps(store, { log: silentLogger, timeOffset: 0 }).deps, now, rekey: { retransmit: { copies: 2, spacingMs: 500 } } }, `gcks-v1-${++run}`);
+    const network = new SimNetwork({ clock: new SimClock(EPOCH), latency: 5 });
+    const sim = new Simulation(network);
+    const gcks = sim.add(new GcksNode(start(EPOCH), GCKS_EP));
+    const hub = sim.add(new Hub(GROUP));
+    const chunkSaves = (): Map<string, number> =>
+      new Map(store.database.prepare<[], { group_id: string; saved_at: number }>("SELECT group_id, saved_at FROM lkh_trees WHERE group_id LIKE '%#lkh/%'").all().map((r) => [r.group_id, r.saved_at]));
+    const joinAt = new Map<string, number>();
+    const gms = ['a', 'b', 'c', 'd', 'e'].map((name, i) => {
+      const node: GmNode = sim.add(new ServiceNode<GmService, GmServiceEvent>(makeGm(gmConfig(`${name}@example.org`, [GCKS_EP], ['video'])), { address: `10.0.2.${i + 1}`, port: 500 }));
+      hub.members.push(node);
+      // One member at a time, so each registration's commit can be told apart.
+      sim.run(sim.now + 1_000);
+      joinAt.set(name, sim.now);
+      sim.emit(node, node.take(node.service.start(sim.now)));
+      sim.run(sim.now + 2_000);
+      return node;
+    });
+    for (const g of gms) assert.ok(inSync(gcks.service, g.service, 'mc'));
+    // The ternary tree grew a level when d joined (leaf 3, under a new level-1 node); e took leaf 4 under
+    // that same node, so its registration rewrote the leaf row's chunk only (member counts are not stored).
+    const saves = chunkSaves();
+    const treeOf = [...saves.keys()][0]!.split('#lkh/')[0]!;
+    const level1 = saves.get(`${treeOf}#lkh/1/0`)!;
+    assert.ok(level1 >= joinAt.get('d')! && level1 < joinAt.get('e')!, `level 1 last written at ${level1 - EPOCH}, joins at ${[...joinAt.values()].map((t) => t - EPOCH).join(', ')}`);
+    assert.ok(saves.get(`${treeOf}#lkh/0/0`)! >= joinAt.get('e')!);
+
+    // Rewrite every chunk as an older release wrote it: IDs, member counts, keys.
+    const meta = store.getLkhSnapshot(treeOf)!.meta as { arity: number };
+    const leaves = store.listMembers(treeOf, { status: 'active' }).map((m) => m.leaf!);
+    assert.equal(leaves.length, 5);
+    for (const [record] of saves) {
+      const [h, i] = record.split('#lkh/')[1]!.split('/').map(Number) as [number, number];
+      const current = store.getLkhSnapshot(record)!;
+      store.putLkhSnapshot({ ...current, tree: toFormat1(current.tree, h, i, meta.arity, leaves) });
+    }
+    store.close();
+    store = SqliteStore.open({ stateDir: dir, kek });
+    gcks.service = start(sim.now);
+    assert.equal(gcks.service.members('mc').length, 5);
+    const act = (call: (now: number) => ReturnType<GcksService['timeout']>): void => sim.emit(gcks, gcks.take(call(sim.now)));
+    act((now) => gcks.service.excludeMember('mc', 'e@example.org', now));
+    sim.run(sim.now + 5_000);
+    for (const g of gms.slice(0, 4)) assert.ok(inSync(gcks.service, g.service, 'mc'), 'followed the LKH exclusion on a tree restored from the older format');
+    assert.ok(!inSync(gcks.service, gms[4]!.service, 'mc'));
+    for (const g of gms) assert.equal(g.of('registered').length, 1, 'never registered again');
+    store.close();
+  });
 });
+
+/** A format-2 chunk (format octet, 64 IDs, keys) as format 1 (64 IDs, 64 member counts, keys). */
+function toFormat1(chunk: Buffer, height: number, index: number, arity: number, memberLeaves: readonly number[]): Buffer {
+  const n = 64;
+  assert.equal(chunk[0], 2);
+  const keyLength = (chunk.length - 1) / n - 4;
+  const out = Buffer.alloc(n * (8 + keyLength));
+  chunk.copy(out, 0, 1, 1 + n * 4);
+  for (const leaf of memberLeaves) {
+    const pos = Math.floor(leaf / arity ** height) - index * n;
+    if (pos >= 0 && pos < n) out.writeUInt32BE(out.readUInt32BE(n * 4 + pos * 4) + 1, n * 4 + pos * 4);
+  }
+  chunk.copy(out, n * 8, 1 + n * 4);
+  return out;
+}
