@@ -58,6 +58,7 @@ import {
 import { isIPv6 } from 'node:net';
 import { defaultRandom, type RandomSource } from '../crypto/random.ts';
 import { EncrId, IntegId, nameOf, SnId } from '../wire/iana.ts';
+import { formatIPv6 } from '../wire/traffic-selector.ts';
 
 export const ESP_HEADER_LENGTH = 8;
 export const NEXT_HEADER_IPV4 = 4;
@@ -649,25 +650,6 @@ function ipv6Octets(addr: string): Buffer | undefined {
   return out;
 }
 
-/** RFC 5952 text form: lower-case hex, no leading zeros, the first longest run of 2+ zero groups as '::'. */
-function formatIpv6(b: Buffer, offset: number): string {
-  const groups = Array.from({ length: 8 }, (_, i) => b.readUInt16BE(offset + i * 2));
-  let best = -1;
-  let bestLength = 1;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLength) [best, bestLength] = [i, j - i];
-    i = j;
-  }
-  const hex = (gs: number[]): string => gs.map((g) => g.toString(16)).join(':');
-  return best < 0 ? hex(groups) : `${hex(groups.slice(0, best))}::${hex(groups.slice(best + bestLength))}`;
-}
-
 /** The group address as IPv6 octets, parsed once per address (decodeInner runs per packet). */
 let lastGroup: { readonly text: string; readonly octets: Buffer | undefined } | undefined;
 function groupIpv6(groupAddress: string): Buffer | undefined {
@@ -716,8 +698,8 @@ export function decodeInner(nextHeader: number, payload: Buffer, groupAddress: s
     const group = groupIpv6(groupAddress);
     if (group === undefined || !group.equals(payload.subarray(24, 40))) return BAD_INNER;
     packet = payload.subarray(0, totalLength);
-    innerSource = formatIpv6(payload, 8);
-    innerDestination = formatIpv6(payload, 24);
+    innerSource = formatIPv6(payload.subarray(8, 24));
+    innerDestination = formatIPv6(payload.subarray(24, 40));
     u = IPV6_HEADER_LENGTH;
   } else if (nextHeader !== NEXT_HEADER_UDP) {
     return BAD_INNER;
