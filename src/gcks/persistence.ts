@@ -10,12 +10,7 @@
  * the member's leaf and tree keys, the SAs a GSA_REKEY announces, the
  * GSA_NEXT_SPI values, the GSA_REKEY datagrams still to be transmitted) is
  * committed before the adapter gets the datagram. A crash before the commit
- * loses the call's work as a whole and sends nothing of it. With
- * `batchCommits` (the daemon) a `receive` call holds its output instead and
- * makes a timeout due at once; that timeout, or any call before it,
- * commits for all the held calls and then returns their output, so the
- * datagrams that arrive in one event-loop turn share a transaction and
- * still none leaves before the commit that covers it. Never-repeating
+ * loses the call's work as a whole and sends nothing of it. Never-repeating
  * counters (SPIs, Sender-IDs, Message IDs, Key IDs) are block reservations
  * in the CounterReservation, committed before any value is used.
  *

@@ -128,19 +128,9 @@ export interface GcksServiceDeps {
   ) => void;
   /**
    * Durable state (src/node/gcks-state.ts): groups are restored at
-   * construction and every call commits its changes before it returns
-   * (but see `batchCommits`).
+   * construction and every call commits its changes before it returns.
    */
   readonly persistence?: GcksPersistence | undefined;
-  /**
-   * With persistence: `receive` does not commit; it holds its output
-   * (datagrams and events) and makes nextTimeout() due at once. The next
-   * call that commits (that timeout, an operator action, ...) commits for
-   * all of them in one transaction and returns the held outputs first, in
-   * order. Nothing leaves before the commit that covers it; the datagrams
-   * that arrive in one event-loop turn share a transaction.
-   */
-  readonly batchCommits?: boolean;
   /**
    * Rekey planner tuning (lead time, jitter, copies and spacing of GSA_REKEY,
    * fragmentation, LKH arity, rekey on join, GSA_NEXT_SPI), for every group
@@ -326,11 +316,6 @@ export class GcksService implements DatagramEngine<GcksServiceEvent> {
   private queueChanged = false;
   private pendingAudit: AuditRecord[] = [];
   private pendingRegistrations: RegistrationRecord[] = [];
-  private readonly batchCommits: boolean;
-  /** Outputs of receive calls that no commit covers yet (batchCommits), oldest first. */
-  private held: Output<GcksServiceEvent>[] = [];
-  /** engine.nextTimeout() as of the last nextTimeout(); null when a call may have changed it since. */
-  private engineDeadline: number | undefined | null = null;
 
   constructor(config: GcksConfig, deps: GcksServiceDeps) {
     this.config = config;
@@ -339,7 +324,6 @@ export class GcksService implements DatagramEngine<GcksServiceEvent> {
     this.inspect = deps.inspectResponse;
     this.currentNow = deps.now ?? 0;
     this.persistence = deps.persistence;
-    this.batchCommits = deps.batchCommits === true && deps.persistence !== undefined;
     const now = deps.now ?? 0;
     const counters = deps.counters ?? memoryCounterReservation();
     const restored = new Map<string, PersistedGroup>();
@@ -418,15 +402,12 @@ export class GcksService implements DatagramEngine<GcksServiceEvent> {
 
   receive(data: Buffer, from: Endpoint, local: LocalEndpoint, now: number): Output<GcksServiceEvent> {
     this.currentNow = now;
-    this.engineDeadline = null;
-    return this.settle(now, [this.wrap(now, this.engine.receive(data, from, local, now))], this.batchCommits);
+    return this.settle(now, [this.wrap(now, this.engine.receive(data, from, local, now))]);
   }
 
   timeout(now: number): Output<GcksServiceEvent> {
     this.currentNow = now;
-    // Due only to commit held outputs (batchCommits): the engine, with no timer due, is left alone.
-    const engineDue = this.engineDeadline === null || (this.engineDeadline !== undefined && this.engineDeadline <= now);
-    const outputs: Output<GcksServiceEvent>[] = engineDue ? [this.wrap(now, this.engine.timeout(now))] : [];
+    const outputs: Output<GcksServiceEvent>[] = [this.wrap(now, this.engine.timeout(now))];
     for (const saId of this.closes.takeDue(now)) {
       const s = this.sessions.get(saId);
       if (s?.closeAt === undefined || s.closeAt > now) continue;
@@ -442,14 +423,13 @@ export class GcksService implements DatagramEngine<GcksServiceEvent> {
 
   nextTimeout(): number | undefined {
     let t = this.engine.nextTimeout();
-    this.engineDeadline = t;
     const earlier = (x: number | undefined): void => {
       if (x !== undefined && (t === undefined || x < t)) t = x;
     };
     earlier(this.closes.earliest((at, saId) => this.sessions.get(saId)?.closeAt === at));
     for (const p of this.planners.values()) earlier(p.nextDeadline());
     earlier(this.multicastQueue[0]?.at);
-    if (this.deferred.length > 0 || this.held.length > 0) earlier(this.currentNow);
+    if (this.deferred.length > 0) earlier(this.currentNow);
     return t;
   }
 
@@ -953,29 +933,15 @@ export class GcksService implements DatagramEngine<GcksServiceEvent> {
 
   // ------------------------------------------------------------------ rekeying
 
-  /**
-   * Drains deferred planner work, releases due GSA_REKEY datagrams and
-   * commits (see persistence.ts). With `hold` (a receive call under
-   * batchCommits) the commit is left to the next call that commits: the
-   * output is held until then and nothing is returned now. A commit covers
-   * every change made so far, so it releases the held outputs before this
-   * call's own; when it fails they are dropped with it (never sent).
-   */
-  private settle(now: number, outputs: Output<GcksServiceEvent>[], hold = false): Output<GcksServiceEvent> {
+  /** Drains deferred planner work and releases due GSA_REKEY datagrams. */
+  private settle(now: number, outputs: Output<GcksServiceEvent>[]): Output<GcksServiceEvent> {
     for (let guard = 0; this.deferred.length > 0 && guard < 10_000; guard++) {
       const work = this.deferred.shift()!;
       outputs.push(work(now));
     }
     outputs.push(this.releaseDue(now));
-    this.engineDeadline = null;
-    if (!this.persistence) return mergeOutputs(...outputs);
-    if (hold) {
-      this.held.push(mergeOutputs(...outputs));
-      return { send: [], events: [] };
-    }
-    const out = mergeOutputs(...this.held, ...outputs);
-    this.held = [];
-    this.checkpoint(out.events, now);
+    const out = mergeOutputs(...outputs);
+    if (this.persistence) this.checkpoint(out.events, now);
     return out;
   }
 

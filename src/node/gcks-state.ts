@@ -7,8 +7,8 @@
  *    blocks, each reservation committed (fsync) before a value is used; LKH
  *    Key IDs likewise (`persistence.keyIds`);
  *  - `persistence` (src/gcks/persistence.ts): groups restored at start-up,
- *    and one transaction per service call (or per event-loop turn, see
- *    storeDeps), committed before its datagrams leave: the current and previous SAs with their keys (sealed under the
+ *    and one transaction per service call, committed before its datagrams
+ *    leave: the current and previous SAs with their keys (sealed under the
  *    KEK by the store), members with their leaves and registration history,
  *    the LKH tree in 64-node chunks of IDs and keys (only the changed ones
  *    are rewritten; member counts are derived on restore, so a join
@@ -87,18 +87,13 @@ export function openGcksState(opts: GcksStateOptions): GcksStateHandle {
   };
 }
 
-/**
- * Service dependencies on any store (tests use MemoryStore or a simulated
- * clock). Commits are batched (GcksServiceDeps.batchCommits): the
- * registrations whose datagrams arrive in one event-loop turn share one
- * transaction, and their responses leave after it.
- */
+/** Service dependencies on any store (tests use MemoryStore or a simulated clock). */
 export function storeDeps(
   store: KeyServerStore,
   options: { readonly log: Logger; readonly timeOffset?: number },
-): { readonly deps: Pick<GcksServiceDeps, 'counters' | 'persistence' | 'batchCommits'>; readonly persistence: StorePersistence } {
+): { readonly deps: Pick<GcksServiceDeps, 'counters' | 'persistence'>; readonly persistence: StorePersistence } {
   const persistence = new StorePersistence(store, options.log, options.timeOffset ?? Date.now() - performance.now());
-  return { deps: { counters: counterReservation(store), persistence, batchCommits: true }, persistence };
+  return { deps: { counters: counterReservation(store), persistence }, persistence };
 }
 
 const QUEUE_RECORD = '#service/multicast-queue';
