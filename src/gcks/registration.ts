@@ -6,7 +6,8 @@
  * GSA_REGISTRATION task calls these with the decrypted payloads and sends
  * what they return.
  *
- * Checks run in this order, so the notify names the first thing wrong:
+ * Checks (`checkRegistration`) run in this order, so the notify names the
+ * first thing wrong:
  *   unknown IDg                        -> INVALID_GROUP_ID
  *   not allowed to join / to send      -> AUTHORIZATION_FAILED
  *   SAg cannot carry the group policy  -> NO_PROPOSAL_CHOSEN
@@ -93,6 +94,8 @@ export type RegistrationOutcome =
       readonly events: readonly GcksEvent[];
     };
 
+export type RejectedRegistration = Extract<RegistrationOutcome, { readonly kind: 'rejected' }>;
+
 /** Groups by IDg. */
 export class GroupDirectory {
   private readonly byId = new Map<string, Group>();
@@ -120,7 +123,7 @@ function reject(
   notify: number,
   reason: string,
   extra: readonly GcksEvent[] = [],
-): RegistrationOutcome {
+): RejectedRegistration {
   const notifyName = nameOf(NotifyType, notify);
   return {
     kind: 'rejected',
@@ -134,8 +137,31 @@ function reject(
   };
 }
 
-/** Admits a member to a group and builds its keys, or says why not. */
-export function registerMember(directory: GroupDirectory, request: RegistrationRequest): RegistrationOutcome {
+/** What the registration checks found, for `completeRegistration` to go on with. */
+export interface AdmissibleRegistration {
+  readonly kind: 'admissible';
+  readonly group: Group;
+  /** Which authorization rule admits the member. */
+  readonly rule: string;
+  /** The member sent N(GROUP_SENDER) and may send. */
+  readonly sender: boolean;
+  /** A sender in a counter-mode group: Sender-IDs are allocated when the registration completes. */
+  readonly needsSenderIds: boolean;
+  /** The member is registered already. */
+  readonly reregistration: boolean;
+}
+
+export type RegistrationCheckRequest = Pick<RegistrationRequest, 'member' | 'groupId' | 'sag' | 'groupSender' | 'unicastKwa' | 'now'>;
+
+/**
+ * Every reason registration can refuse, checked without allocating
+ * anything (no Sender-ID, no member record; only expired SAs are replaced,
+ * as any registration does first). `registerMember` runs exactly these
+ * checks, so a caller that acts on an admissible answer before completing
+ * the registration (the key server places the member in its LKH key tree)
+ * acts only for members registration accepts.
+ */
+export function checkRegistration(directory: GroupDirectory, request: RegistrationCheckRequest): AdmissibleRegistration | RejectedRegistration {
   const { member, now } = request;
   const group = directory.find(request.groupId);
   if (!group) return reject(request, undefined, NotifyType.INVALID_GROUP_ID, `no group with ID ${formatIdentity(request.groupId)}`);
@@ -164,13 +190,38 @@ export function registerMember(directory: GroupDirectory, request: RegistrationR
   }
 
   const needsSenderIds = wantsToSend && group.usesCounterMode;
+  // The allocator hands out at least one Sender-ID unless its space is used
+  // up (maxSenderIdsPerMember is at least 1), so looking is enough.
+  if (needsSenderIds && group.senderIds.exhausted) {
+    return reject(request, group, NotifyType.REGISTRATION_FAILED, 'no Sender-ID left under the current TEKs', [
+      { type: 'sender-ids-exhausted', at: now, group: group.name },
+    ]);
+  }
+  return { kind: 'admissible', group, rule: join.rule, sender: wantsToSend, needsSenderIds, reregistration: previous !== undefined };
+}
+
+/** Admits a member to a group and builds its keys, or says why not. */
+export function registerMember(directory: GroupDirectory, request: RegistrationRequest): RegistrationOutcome {
+  const checked = checkRegistration(directory, request);
+  return checked.kind === 'rejected' ? checked : completeRegistration(checked, request);
+}
+
+/**
+ * The part of `registerMember` after `checkRegistration` said yes (for the
+ * same request): allocates the Sender-IDs, records the member and builds
+ * its GSA and KD. It does not refuse.
+ */
+export function completeRegistration(admissible: AdmissibleRegistration, request: RegistrationRequest): Extract<RegistrationOutcome, { readonly kind: 'registered' }> {
+  const { member, now } = request;
+  const { group, sender: wantsToSend, needsSenderIds } = admissible;
   const events: GcksEvent[] = [];
   let senderIds: readonly number[] = [];
   if (needsSenderIds) {
     const allocation = group.senderIds.allocateSenderIds(request.groupSender ?? 1, group.config.maxSenderIdsPerMember);
+    // The last ones: every member goes before more are handed out (Section 2.5.1); this one is registered first.
     if (allocation.exhausted) events.push({ type: 'sender-ids-exhausted', at: now, group: group.name });
     if (allocation.senderIds.length === 0) {
-      return reject(request, group, NotifyType.REGISTRATION_FAILED, 'no Sender-ID left under the current TEKs', events);
+      throw new Error(`group ${group.name}: no Sender-ID allocated although the registration checks found some left (maxSenderIdsPerMember ${group.config.maxSenderIdsPerMember})`);
     }
     senderIds = allocation.senderIds;
   }
@@ -197,10 +248,10 @@ export function registerMember(directory: GroupDirectory, request: RegistrationR
     group: group.name,
     member: formatIdentity(member.id),
     exchange: nameOf(ExchangeType, request.exchange),
-    rule: join.rule,
+    rule: admissible.rule,
     sender: wantsToSend,
     senderIds,
-    reregistration: previous !== undefined,
+    reregistration: admissible.reregistration,
   });
   return { kind: 'registered', payloads, member: record, events };
 }

@@ -15,16 +15,18 @@
  * of an inband group goes, its member is removed from that group: without
  * the SA it cannot get rekeys and considers itself excluded (Section 2.3.3).
  *
- * Rekeying (Section 2.4): one RekeyPlanner per group. A registration places
- * the member in the group's key tree and adds its Working Key Path to the
- * Member Key Bag (Appendix A.2); a member that leaves, an inband member whose
- * IKE SA goes and an operator's exclusion are excluded through the planner
- * (new keys the excluded cannot read, Section 3.2.1); Sender-ID exhaustion
- * excludes everyone (Section 2.5.1). Multicast GSA_REKEY datagrams go to the
- * KEK policy's destination from its source, each copy at its planned time
- * (queued here, released by `timeout`); GSA_INBAND_REKEY goes over each
- * member's IKE SA with the engine's retransmission, and a member that does
- * not answer loses the SA and with it its membership (it is excluded).
+ * Rekeying (Section 2.4): one RekeyPlanner per group. A registration that
+ * passed every check (`checkRegistration`) places the member in the group's
+ * key tree and adds its Working Key Path to the Member Key Bag (Appendix
+ * A.2); a refused one leaves the tree alone. A member that leaves, an inband
+ * member whose IKE SA goes and an operator's exclusion are excluded through
+ * the planner (new keys the excluded cannot read, Section 3.2.1); Sender-ID
+ * exhaustion excludes everyone (Section 2.5.1). Multicast GSA_REKEY
+ * datagrams go to the KEK policy's destination from its source, each copy
+ * at its planned time (queued here, released by `timeout`);
+ * GSA_INBAND_REKEY goes over each member's IKE SA with the engine's
+ * retransmission, and a member that does not answer loses the SA and with
+ * it its membership (it is excluded).
  *
  * Operator actions (`rekeyGroup`, `excludeMember`, `readmitMember`,
  * `changePolicy`, `rotateSigningKey`) return the Output to send like the
@@ -49,7 +51,7 @@ import { nextSpiAttribute } from '../wire/gsa.ts';
 import { ExchangeType, nameOf, NotifyType, PayloadType, ProtocolId } from '../wire/iana.ts';
 import { encodePayloadChain, type Payload } from '../wire/payload.ts';
 import { isErrorNotify, makeNotify } from '../wire/payloads/notify.ts';
-import { authorizeJoin, authorizeSender, pskForMember } from './authorize.ts';
+import { pskForMember } from './authorize.ts';
 import type { Identity } from './config-identities.ts';
 import { DEFAULT_REKEY_PORT, type DataSecurityMode, type GcksConfig, type GroupConfig } from './config.ts';
 import { memoryCounterReservation, type CounterReservation } from './counters.ts';
@@ -59,14 +61,16 @@ import { LkhTree } from './lkh.ts';
 import type { AuditRecord, Checkpoint, GcksPersistence, GroupCheckpoint, GroupDescriptor, PersistedDatagram, PersistedGroup, RegistrationRecord } from './persistence.ts';
 import { splitDataSecurityKeymat, type DataSecurityKeys } from './keymat.ts';
 import {
+  checkRegistration,
+  completeRegistration,
   createGroupDirectory,
   GroupDirectory,
   leaveGroup,
   parseRegistrationRequest,
-  registerMember,
   type GcksEvent,
   type RegistrationExchange,
   type RegistrationOutcome,
+  type RegistrationRequest,
 } from './registration.ts';
 import {
   RekeyPlanner,
@@ -654,13 +658,7 @@ export class GcksService implements DatagramEngine<GcksServiceEvent> {
     let outcome: RegistrationOutcome;
     let admission: Admission | undefined;
     try {
-      // The key tree places only members registration will accept (the checks that come later can still refuse).
-      if (target && this.mayAdmit(target, { id: peerId, certificate: ctx.peerCertificate }, request.groupSender)) {
-        admission = this.planners.get(target.name)?.admitMember(peerId, { kwa, gskW }, ctx.now);
-        const joined = admission?.output;
-        if (joined && joined.actions.length + joined.events.length > 0) this.deferred.push((now) => this.applyPlan(joined, now));
-      }
-      outcome = registerMember(this.directory, {
+      const registration: RegistrationRequest = {
         member: { id: peerId, certificate: ctx.peerCertificate },
         groupId: request.groupId,
         sag: request.sag,
@@ -669,7 +667,19 @@ export class GcksService implements DatagramEngine<GcksServiceEvent> {
         gskW,
         exchange,
         now: ctx.now,
-      });
+      };
+      // registerMember in two steps around admitMember, so the key tree places only members
+      // registration accepts: checkRegistration makes every refusal (used-up Sender-IDs
+      // included) before anything is allocated, and completeRegistration does not refuse.
+      const checked = checkRegistration(this.directory, registration);
+      if (checked.kind === 'admissible') {
+        admission = this.planners.get(checked.group.name)?.admitMember(peerId, { kwa, gskW }, ctx.now);
+        const joined = admission?.output;
+        if (joined && joined.actions.length + joined.events.length > 0) this.deferred.push((now) => this.applyPlan(joined, now));
+        outcome = completeRegistration(checked, registration);
+      } else {
+        outcome = checked;
+      }
     } finally {
       gskW.fill(0);
     }
@@ -955,13 +965,6 @@ export class GcksService implements DatagramEngine<GcksServiceEvent> {
   private memberIdentity(g: Group, text: string): Identity | undefined {
     for (const m of g.members.values()) if (formatIdentity(m.id) === text) return m.id;
     return undefined;
-  }
-
-  /** The registration checks that come before the key tree may place a member (registration.ts order). */
-  private mayAdmit(g: Group, member: { readonly id: Identity; readonly certificate: AuthExtensionContext['peerCertificate'] }, groupSender: number | undefined): boolean {
-    if (!authorizeJoin(g.config.members, member).allowed) return false;
-    if (groupSender !== undefined && !authorizeSender(g.config.senders, member).allowed) return false;
-    return g.member(member.id) !== undefined || !g.isFull;
   }
 
   /** Excludes through the planner, then forgets the members' inband bindings. */

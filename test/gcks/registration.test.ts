@@ -1,7 +1,16 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { memoryCounterReservation } from '../../src/gcks/counters.ts';
-import { leaveGroup, parseRegistrationRequest, registerMember, type RegistrationOutcome, type RegistrationRequest } from '../../src/gcks/registration.ts';
+import {
+  checkRegistration,
+  completeRegistration,
+  leaveGroup,
+  parseRegistrationRequest,
+  registerMember,
+  type GroupDirectory,
+  type RegistrationOutcome,
+  type RegistrationRequest,
+} from '../../src/gcks/registration.ts';
 import { buildSag } from '../../src/gm/policy.ts';
 import { loadGmConfig } from '../../src/gm/config.ts';
 import { isGsaPayload, isKdPayload, validateExchange } from '../../src/wire/validator.ts';
@@ -192,5 +201,75 @@ describe('registration: responses', () => {
     assert.deepEqual(parseRegistrationRequest([idg, makeNotify(NotifyType.REGISTRATION_FAILED)]), { kind: 'leave', groupId: VIDEO, notify: NotifyType.REGISTRATION_FAILED });
     assert.equal(parseRegistrationRequest([sag]).kind, 'malformed');
     assert.equal(memoryCounterReservation().reservedUpTo('x'), 0);
+  });
+});
+
+describe('registration: checks before anything is allocated', () => {
+  const chachaOnly = (): RegistrationRequest['sag'] =>
+    buildSag(
+      loadGmConfig(
+        'identity: gm@x.example\ncredentials: {psk: {secret: "0123456789abcdef"}}\nkeyServers: [{address: 192.0.2.1}]\ngroups: [{id: "@g", accept: {dataSecurity: {encryption: chacha20poly1305}}}]\n',
+        'gm.yaml',
+      ).groups[0]!.accept,
+    ).proposals;
+  const fill = (d: GroupDirectory): void => {
+    for (const n of ['a', 'b', 'c']) registerMember(d, request({ member: { id: fqdn(`${n}.plant1.example`) } }));
+  };
+  const exhaust = (d: GroupDirectory): void => {
+    registerMember(d, request({ groupId: TELEMETRY, member: { id: fqdn('s1.example') }, groupSender: 2 }));
+    registerMember(d, request({ groupId: TELEMETRY, member: { id: fqdn('s2.example') }, groupSender: 2 }));
+  };
+  const cases: readonly { readonly name: string; readonly setup?: (d: GroupDirectory) => void; readonly req: RegistrationRequest }[] = [
+    { name: 'unknown group', req: request({ groupId: fqdn('nope.example') }) },
+    { name: 'not allowed to join', req: request({ member: { id: fqdn('intruder.example') } }) },
+    { name: 'not allowed to send', req: request({ groupSender: 1 }) },
+    { name: 'SAg', req: request({ sag: chachaOnly() }) },
+    { name: 'weak key wrap', req: request({ unicastKwa: KwaId.KW_5649_128, gskW: gskWFor(KwaId.KW_5649_128) }) },
+    { name: 'full', setup: fill, req: request({ member: { id: fqdn('d.plant1.example') } }) },
+    { name: 'Sender-IDs used up', setup: exhaust, req: request({ groupId: TELEMETRY, member: { id: fqdn('s3.example') }, groupSender: 1 }) },
+  ];
+
+  it('checkRegistration refuses whatever registerMember refuses, with the same notify, reason and events', () => {
+    for (const c of cases) {
+      const checked = directory();
+      const registered = directory();
+      c.setup?.(checked);
+      c.setup?.(registered);
+      const verdict = checkRegistration(checked, c.req);
+      const outcome = registerMember(registered, c.req);
+      assert.equal(outcome.kind, 'rejected', c.name);
+      assert.equal(verdict.kind, 'rejected', c.name);
+      if (verdict.kind !== 'rejected' || outcome.kind !== 'rejected') continue;
+      assert.deepEqual([verdict.notify, verdict.reason, verdict.events, verdict.payloads], [outcome.notify, outcome.reason, outcome.events, outcome.payloads], c.name);
+    }
+  });
+
+  it('used-up Sender-IDs are refused before allocating, with the exclude-all signal', () => {
+    const d = directory();
+    exhaust(d);
+    const verdict = checkRegistration(d, request({ groupId: TELEMETRY, member: { id: fqdn('s3.example') }, groupSender: 1 }));
+    assert.equal(verdict.kind, 'rejected');
+    if (verdict.kind !== 'rejected') return;
+    rejectedWith(verdict, NotifyType.REGISTRATION_FAILED, /no Sender-ID left/);
+    assert.deepEqual(verdict.events.map((e) => e.type), ['sender-ids-exhausted', 'registration-rejected']);
+    assert.equal(d.find(TELEMETRY)!.members.size, 2, 'nobody recorded');
+    assert.equal(checkRegistration(d, request({ groupId: TELEMETRY, member: { id: fqdn('r.example') } })).kind, 'admissible', 'receivers still pass');
+  });
+
+  it('an admissible check allocates no Sender-ID and records no member; completeRegistration then registers', () => {
+    const d = directory();
+    const telemetry = d.find(TELEMETRY)!;
+    const req = request({ groupId: TELEMETRY, member: { id: fqdn('s1.example') }, groupSender: 2 });
+    const verdict = checkRegistration(d, req);
+    assert.equal(verdict.kind, 'admissible');
+    if (verdict.kind !== 'admissible') return;
+    assert.deepEqual([verdict.group, verdict.rule, verdict.sender, verdict.needsSenderIds, verdict.reregistration], [telemetry, 'any', true, true, false]);
+    assert.equal(checkRegistration(d, req).kind, 'admissible', 'asking again changes nothing');
+    assert.equal(telemetry.senderIds.remaining, 4);
+    assert.equal(telemetry.members.size, 0);
+    const o = completeRegistration(verdict, req);
+    assertValidResponse(o, req);
+    assert.deepEqual(o.member.senderIds, [0, 1]);
+    assert.equal(telemetry.members.size, 1);
   });
 });
