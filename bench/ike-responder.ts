@@ -25,30 +25,37 @@
  * and the median round is reported, next to the median of as many ceiling
  * measurements.
  *
- *   npx tsx bench/ike-responder.ts [--sas N] [--warmup N] [--rounds N] [--concurrency N] [--suite x25519-psk|x25519-ecdsa-p256]
+ * The responder and the ceiling run the compiled build (dist/, rebuilt at
+ * start), which is what `gikev2` runs; `--code src` runs the sources
+ * through tsx instead.
+ *
+ *   npx tsx bench/ike-responder.ts [--sas N] [--warmup N] [--rounds N] [--concurrency N] [--suite x25519-psk|x25519-ecdsa-p256] [--code dist|src]
  *   node --expose-gc --import tsx bench/ike-responder.ts
  *
  * Writes bench/results/ike-responder.json. Not a test: nothing is asserted.
  */
-import { fork } from 'node:child_process';
+import { execFileSync, fork } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { cpus, loadavg } from 'node:os';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { parseArgs } from 'node:util';
-import { buildAuthData, restOfIdPayload, signedOctets, verifyAuthData, type AuthSigner } from '../src/crypto/auth.ts';
-import { createSkCipher, protect, unprotect } from '../src/crypto/cipher.ts';
-import { createKeyExchange } from '../src/crypto/ke.ts';
-import { deriveIkeKeys, skKeysFor } from '../src/crypto/keys.ts';
-import { prf } from '../src/crypto/prf.ts';
-import { defaultRandom } from '../src/crypto/random.ts';
-import { chooseSignatureAlgorithm } from '../src/crypto/signature.ts';
-import { assertIdentityMatchesCertificate, parseCertificate, validateCertificateChain } from '../src/crypto/x509.ts';
-import { IkeEngine, type EngineEvent } from '../src/ike/engine.ts';
-import { parseIdentity } from '../src/ike/identity.ts';
-import { natDetectionHash } from '../src/ike/natd.ts';
+import type { AuthSigner } from '../src/crypto/auth.ts';
+import type * as AuthModule from '../src/crypto/auth.ts';
+import type * as CipherModule from '../src/crypto/cipher.ts';
+import type * as KeModule from '../src/crypto/ke.ts';
+import type * as KeysModule from '../src/crypto/keys.ts';
+import type * as PrfModule from '../src/crypto/prf.ts';
+import type * as RandomModule from '../src/crypto/random.ts';
+import type * as SignatureModule from '../src/crypto/signature.ts';
+import type * as X509Module from '../src/crypto/x509.ts';
+import type * as EngineModule from '../src/ike/engine.ts';
+import type { EngineEvent } from '../src/ike/engine.ts';
+import type * as IdentityModule from '../src/ike/identity.ts';
+import type * as NatdModule from '../src/ike/natd.ts';
 import type { DatagramEngine } from '../src/ike/io-types.ts';
-import { UdpAdapter } from '../src/node/udp.ts';
+import type * as UdpModule from '../src/node/udp.ts';
 import { EncrId, IntegId, KeId, PrfId } from '../src/wire/iana.ts';
 import { engineConfig, INITIATOR_ID, makeCredentials, RESPONDER_ID, SUITES, type Credentials, type LoadReport, type LoadRequest, type SuiteName } from './ike-bench-common.ts';
 
@@ -59,6 +66,7 @@ const { values: args } = parseArgs({
     rounds: { type: 'string', default: '3' },
     concurrency: { type: 'string', default: '64' },
     suite: { type: 'string' },
+    code: { type: 'string', default: 'dist' },
   },
 });
 const DEFAULT_SAS: Record<SuiteName, number> = { 'x25519-psk': 4000, 'x25519-ecdsa-p256': 2000 };
@@ -66,10 +74,37 @@ const DEFAULT_WARMUP: Record<SuiteName, number> = { 'x25519-psk': 3000, 'x25519-
 const concurrency = Number(args.concurrency);
 const rounds = Number(args.rounds);
 const suites = args.suite ? (SUITES.filter((s) => s === args.suite) as SuiteName[]) : [...SUITES];
-if (suites.length === 0 || !(concurrency >= 1) || !(rounds >= 1)) {
-  console.error(`usage: ike-responder [--sas N] [--warmup N] [--rounds N] [--concurrency N] [--suite ${SUITES.join('|')}]`);
+if (suites.length === 0 || !(concurrency >= 1) || !(rounds >= 1) || (args.code !== 'dist' && args.code !== 'src')) {
+  console.error(`usage: ike-responder [--sas N] [--warmup N] [--rounds N] [--concurrency N] [--suite ${SUITES.join('|')}] [--code dist|src]`);
   process.exit(2);
 }
+
+// The responder and the ceiling's crypto run from the code the daemons run:
+// the compiled build in dist/ (rebuilt here first), or with --code src the
+// TypeScript sources through tsx's loader, whose module wrappers add a few
+// per cent to every call. The load generator always runs from src/.
+const projectRoot = new URL('../', import.meta.url);
+if (args.code === 'dist') {
+  const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
+  execFileSync(process.execPath, [tsc, '-p', 'tsconfig.build.json'], { cwd: projectRoot, stdio: 'inherit' });
+}
+const codeBase = new URL(args.code === 'dist' ? 'dist/' : 'src/', projectRoot);
+const codeExt = args.code === 'dist' ? '.js' : '.ts';
+async function load<T>(path: string): Promise<T> {
+  return (await import(new URL(`${path}${codeExt}`, codeBase).href)) as T;
+}
+const { buildAuthData, restOfIdPayload, signedOctets, verifyAuthData } = await load<typeof AuthModule>('crypto/auth');
+const { createSkCipher, protect, unprotect } = await load<typeof CipherModule>('crypto/cipher');
+const { createKeyExchange } = await load<typeof KeModule>('crypto/ke');
+const { deriveIkeKeys, skKeysFor } = await load<typeof KeysModule>('crypto/keys');
+const { prf } = await load<typeof PrfModule>('crypto/prf');
+const { defaultRandom } = await load<typeof RandomModule>('crypto/random');
+const { chooseSignatureAlgorithm } = await load<typeof SignatureModule>('crypto/signature');
+const { assertIdentityMatchesCertificate, parseCertificate, validateCertificateChain } = await load<typeof X509Module>('crypto/x509');
+const { IkeEngine } = await load<typeof EngineModule>('ike/engine');
+const { parseIdentity } = await load<typeof IdentityModule>('ike/identity');
+const { natDetectionHash } = await load<typeof NatdModule>('ike/natd');
+const { UdpAdapter } = await load<typeof UdpModule>('node/udp');
 
 // ---------------------------------------------------------------- helpers
 
@@ -304,14 +339,16 @@ async function runSuite(suite: SuiteName, creds: Credentials, sas: number, warmu
   let established = 0;
   let target = 0;
   let onAll: () => void = () => undefined;
-  // The engine's own share of the responder's CPU, the rest being sockets, event loop and GC.
+  // The engine's own share of the responder's time, the rest being sockets,
+  // event loop and GC: wall time inside the synchronous receive(), which is
+  // its CPU time unless the process is preempted. (process.cpuUsage() here
+  // would add two getrusage calls per datagram to the measured CPU.)
   let engineMicros = 0;
   const timed: DatagramEngine<EngineEvent> = {
     receive: (data, from, local, now) => {
-      const c0 = process.cpuUsage();
+      const t0 = performance.now();
       const out = engine.receive(data, from, local, now);
-      const c = process.cpuUsage(c0);
-      engineMicros += c.user + c.system;
+      engineMicros += (performance.now() - t0) * 1000;
       return out;
     },
     timeout: (now) => engine.timeout(now),
@@ -471,7 +508,7 @@ const out = new URL('./results/ike-responder.json', import.meta.url);
 mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
 writeFileSync(
   out,
-  `${JSON.stringify({ date: new Date().toISOString(), node: process.version, cpu: cpus()[0]?.model, cores: cpus().length, loadAverage: loadavg(), results }, null, 2)}\n`,
+  `${JSON.stringify({ date: new Date().toISOString(), code: args.code, node: process.version, cpu: cpus()[0]?.model, cores: cpus().length, loadAverage: loadavg(), results }, null, 2)}\n`,
 );
 console.log(`\nload average ${loadavg().map((x) => x.toFixed(1)).join(' ')} on ${cpus().length} cores (other work on the machine inflates CPU figures)`);
 console.log(`written ${out.pathname}`);
