@@ -3,13 +3,28 @@
  * configured trust anchors, and matching of IKE identities (RFC 7296 3.5,
  * RFC 4945 3.1 and 5.1.3).
  *
- * node's X509Certificate checks signatures and hands out the public key; the
- * fields the checks depend on (names as DER, validity, basicConstraints,
- * keyUsage, subjectAltName, criticality) are read with our own DER parser so
- * that they are exact rather than reconstructed from node's text output.
+ * Everything the checks depend on is read with our own DER parser (names as
+ * DER, validity, basicConstraints, keyUsage, subjectAltName, criticality), so
+ * that it is exact rather than reconstructed from node's text output. The
+ * subject public key is imported from the parsed SubjectPublicKeyInfo as a
+ * JWK when it is one of the common forms (EC P-256 with an uncompressed
+ * point, rsaEncryption, Ed25519, Ed448), and certificate signatures are
+ * verified over the tbsCertificate octets with node:crypto: OpenSSL 3's key
+ * decoder, which node's X509Certificate runs eagerly on every certificate,
+ * costs several times a signature verification. Other keys (P-384, P-521,
+ * RSASSA-PSS, compressed points...) go to node's SPKI decoder alone.
+ *
+ * node's X509Certificate is still used, built on first use only (`x509`),
+ * for the subject and issuer display strings and the subject attributes the
+ * access rules match, and to verify a signature whose algorithm or issuer key
+ * type signature.ts does not handle (SHA-224, DSA, other curves, RSASSA-PSS
+ * with SHA-1 or a different MGF1 hash), so that such certificates verify
+ * exactly as before. x509-parity.ts keeps out the DER that X509Certificate
+ * would refuse, since our parser reads the names and the signature algorithm
+ * only as opaque octets.
  * Revocation (CRL/OCSP) is not checked here.
  */
-import { X509Certificate, type KeyObject } from 'node:crypto';
+import { X509Certificate, createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { isIP } from 'node:net';
 import { IdType } from '../wire/iana.ts';
 import {
@@ -20,6 +35,7 @@ import {
   contextTag,
   decodeBitString,
   decodeBoolean,
+  decodeNull,
   decodeOctetString,
   decodeOid,
   decodeSmallInteger,
@@ -27,7 +43,17 @@ import {
   decodeTime,
   type Asn1Element,
 } from './asn1.ts';
-import { parseAlgorithmIdentifier, rememberKeyType, type SignatureAlgorithm, type SigningKeyType } from './signature.ts';
+import {
+  Oid,
+  keyFitsAlgorithm,
+  parseAlgorithmIdentifier,
+  rememberKeyType,
+  signingKeyType,
+  verifyWithAlgorithm,
+  type SignatureAlgorithm,
+  type SigningKeyType,
+} from './signature.ts';
+import { checkAlgorithmIdentifier, checkName, checkSerialNumber, checkUniqueId } from './x509-parity.ts';
 
 export type CertificateErrorReason =
   | 'expired'
@@ -126,13 +152,15 @@ function malformed(detail: string): CertificateError {
 
 /** A parsed certificate. Construct with parseCertificate. */
 export class Certificate {
-  /** Subject DN as node renders it; for logs and messages only. */
-  readonly subject: string;
-  readonly issuer: string;
+  /** node's view of the same DER, built on first use (see `x509`). */
+  #x509: X509Certificate | undefined;
+  #subject: string | undefined;
+  #issuer: string | undefined;
+  /** The signature algorithm as isSignedBy verifies it: undefined until first needed, null when not one we verify. */
+  #verifiedAlgorithm: SignatureAlgorithm | null | undefined;
 
   private constructor(
     readonly der: Buffer,
-    readonly x509: X509Certificate,
     /** The subject public key as a node KeyObject. */
     readonly publicKey: KeyObject,
     readonly version: number,
@@ -141,6 +169,10 @@ export class Certificate {
     readonly tbsCertificate: Buffer,
     /** signatureAlgorithm, DER. */
     readonly signatureAlgorithmIdentifier: Buffer,
+    /** signatureValue: the BIT STRING's octets after its unused-bits octet. */
+    readonly signatureValue: Buffer,
+    /** The unused-bits octet of signatureValue (0 in any certificate that verifies). */
+    private readonly signatureUnusedBits: number,
     readonly issuerDer: Buffer,
     readonly subjectDer: Buffer,
     readonly notBefore: Date,
@@ -152,9 +184,47 @@ export class Certificate {
     readonly keyUsage: ReadonlySet<KeyUsageName> | undefined,
     readonly extendedKeyUsage: readonly string[] | undefined,
     readonly subjectAltNames: readonly GeneralName[],
-  ) {
-    this.subject = x509.subject.replace(/\n/g, ', ');
-    this.issuer = x509.issuer.replace(/\n/g, ', ');
+  ) {}
+
+  /**
+   * node's X509Certificate for the same DER, built on first use and kept.
+   * Parsing, chain validation and identity matching do not need it; it costs
+   * an OpenSSL decode of the whole certificate, public key included. Throws
+   * node's error if OpenSSL cannot read the DER, which x509-parity.ts is
+   * there to rule out.
+   */
+  get x509(): X509Certificate {
+    this.#x509 ??= new X509Certificate(this.der);
+    return this.#x509;
+  }
+
+  /** Whether `x509` has been built yet (it is built by `x509`, `subject` and `issuer`). */
+  get x509Built(): boolean {
+    return this.#x509 !== undefined;
+  }
+
+  /** Subject DN as node renders it; for logs and messages only. */
+  get subject(): string {
+    this.#subject ??= this.displayName('subject');
+    return this.#subject;
+  }
+
+  /** Issuer DN as node renders it; for logs and messages only. */
+  get issuer(): string {
+    this.#issuer ??= this.displayName('issuer');
+    return this.#issuer;
+  }
+
+  private displayName(which: 'subject' | 'issuer'): string {
+    let text: string | undefined;
+    try {
+      text = this.x509[which];
+    } catch {
+      // DER our checks let through and OpenSSL does not read: a message must not fail for it.
+      return `<${which} node:crypto cannot render>`;
+    }
+    // node gives undefined, not '', for an empty name.
+    return (text ?? '').replace(/\n/g, ', ');
   }
 
   /** Subject and issuer names are the same (RFC 5280: "self-issued"). */
@@ -180,10 +250,31 @@ export class Certificate {
     return this.extensions.find((e) => e.oid === oid);
   }
 
-  /** Whether `issuer`'s key verifies this certificate's signature. Never throws. */
+  /**
+   * Whether `issuer`'s key verifies this certificate's signature. Never throws.
+   * The signature over the tbsCertificate octets is checked with node:crypto
+   * for the algorithms signature.ts knows (and the SHA-1 forms, which OpenSSL
+   * accepts in certificates); only an algorithm or issuer key type outside
+   * those goes to X509Certificate.verify, so every verdict is OpenSSL's.
+   */
   isSignedBy(issuer: Certificate): boolean {
+    // A signature is whole octets (RFC 5280 4.1.1.3); OpenSSL refuses any other.
+    if (this.signatureUnusedBits !== 0) return false;
+    this.#verifiedAlgorithm ??= certificateSignatureAlgorithm(this.signatureAlgorithmIdentifier);
+    const alg = this.#verifiedAlgorithm;
+    const key = issuer.publicKey;
+    if (alg !== null && signingKeyType(key) !== undefined) {
+      // A key type we know that cannot make this kind of signature: OpenSSL refuses it too.
+      if (!keyFitsAlgorithm(alg, key)) return false;
+      try {
+        verifyWithAlgorithm(alg, key, this.tbsCertificate, this.signatureValue);
+        return true;
+      } catch {
+        return false;
+      }
+    }
     try {
-      return this.x509.verify(issuer.publicKey);
+      return this.x509.verify(key);
     } catch {
       return false;
     }
@@ -198,30 +289,23 @@ export class Certificate {
     // Own copy, outside node's shared pool: the certificate outlives the datagram, and a pooled slice would keep an 8 KiB slab with it.
     const der = Buffer.allocUnsafeSlow(input.length);
     der.set(input);
-    let x509: X509Certificate;
-    let publicKey: KeyObject;
     try {
-      x509 = new X509Certificate(der);
-      publicKey = x509.publicKey;
-    } catch {
-      throw malformed('not an X.509 certificate (with a public key) node:crypto can read');
-    }
-    try {
-      return Certificate.parseFields(der, x509, publicKey);
+      return Certificate.parseFields(der);
     } catch (e) {
       if (e instanceof CertificateError) throw e;
       throw malformed(e instanceof Asn1Error ? e.message : 'unreadable certificate field');
     }
   }
 
-  private static parseFields(der: Buffer, x509: X509Certificate, publicKey: KeyObject): Certificate {
+  private static parseFields(der: Buffer): Certificate {
     const top = new DerReader(der, 'Certificate');
     const cert = top.sequence('Certificate');
     top.finish('Certificate');
     const tbsEl = cert.expect(Tag.SEQUENCE, 'tbsCertificate');
     const sigAlgEl = cert.expect(Tag.SEQUENCE, 'signatureAlgorithm');
-    decodeBitString(cert.expect(Tag.BIT_STRING, 'signatureValue'), 'signatureValue');
+    const signature = decodeBitString(cert.expect(Tag.BIT_STRING, 'signatureValue'), 'signatureValue');
     cert.finish('Certificate');
+    checkAlgorithmIdentifier(der, sigAlgEl, 'signatureAlgorithm');
 
     const tbs = DerReader.inside(der, tbsEl, 'tbsCertificate');
     let version = 1;
@@ -232,19 +316,22 @@ export class Certificate {
       r.finish('version');
     }
     const serialEl = tbs.expect(Tag.INTEGER, 'serialNumber');
+    checkSerialNumber(serialEl);
     const innerSigAlg = tbs.expect(Tag.SEQUENCE, 'signature');
     if (!bufOf(innerSigAlg.bytes).equals(bufOf(sigAlgEl.bytes))) {
       throw malformed('tbsCertificate.signature differs from signatureAlgorithm (RFC 5280 4.1.1.2)');
     }
     const issuerEl = tbs.expect(Tag.SEQUENCE, 'issuer');
+    checkName(der, issuerEl, 'issuer');
     const validity = tbs.sequence('validity');
     const notBefore = decodeTime(validity.next('notBefore'), 'notBefore');
     const notAfter = decodeTime(validity.next('notAfter'), 'notAfter');
     validity.finish('validity');
     const subjectEl = tbs.expect(Tag.SEQUENCE, 'subject');
+    checkName(der, subjectEl, 'subject');
     const spkiEl = tbs.expect(Tag.SEQUENCE, 'subjectPublicKeyInfo');
-    tbs.optional(contextTag(1, false), 'issuerUniqueID');
-    tbs.optional(contextTag(2, false), 'subjectUniqueID');
+    checkUniqueId(tbs.optional(contextTag(1, false), 'issuerUniqueID'), 'issuerUniqueID');
+    checkUniqueId(tbs.optional(contextTag(2, false), 'subjectUniqueID'), 'subjectUniqueID');
     const extensions: CertificateExtension[] = [];
     const extsEl = tbs.optional(contextTag(3, true), 'extensions');
     tbs.finish('tbsCertificate');
@@ -266,8 +353,7 @@ export class Certificate {
       if (extensions.length === 0) throw malformed('empty extensions list');
     }
 
-    const curve = publicKey.asymmetricKeyType === 'ec' ? namedCurveType(der, spkiEl) : undefined;
-    if (curve) rememberKeyType(publicKey, curve);
+    const publicKey = importSubjectPublicKey(der, spkiEl);
 
     const find = (oid: string): Buffer | undefined => extensions.find((e) => e.oid === oid)?.value;
     const bcDer = find(ExtensionOid.basicConstraints);
@@ -277,12 +363,13 @@ export class Certificate {
 
     return new Certificate(
       der,
-      x509,
       publicKey,
       version,
       bufOf(serialEl.content),
       bufOf(tbsEl.bytes),
       bufOf(sigAlgEl.bytes),
+      bufOf(signature.bytes),
+      signature.unusedBits,
       bufOf(issuerEl.bytes),
       bufOf(subjectEl.bytes),
       notBefore,
@@ -297,11 +384,33 @@ export class Certificate {
   }
 }
 
-const EC_PUBLIC_KEY = '1.2.840.10045.2.1';
-const NAMED_CURVES: Readonly<Record<string, SigningKeyType>> = {
-  '1.2.840.10045.3.1.7': 'ec-p256',
-  '1.3.132.0.34': 'ec-p384',
-  '1.3.132.0.35': 'ec-p521',
+// ------------------------------------------------------------------ public keys
+
+const EC_PUBLIC_KEY = Oid.ecPublicKey;
+interface NamedCurve {
+  readonly type: SigningKeyType;
+  readonly jwk: 'P-256' | 'P-384' | 'P-521';
+  /** Octets of one coordinate. */
+  readonly size: number;
+  /**
+   * Whether to import the key as a JWK. node's JWK import runs OpenSSL's full
+   * key check, a scalar multiplication by the group order: cheap on P-256,
+   * which OpenSSL optimises (about 80 µs against 250-300 µs for node's SPKI
+   * decoder), but several times the decoder's cost on P-384 (about 800 µs
+   * against 230 µs) and P-521 (1.4 ms against 160 µs). Those two are decoded
+   * from the SubjectPublicKeyInfo instead.
+   */
+  readonly viaJwk: boolean;
+}
+const NAMED_CURVES: Readonly<Record<string, NamedCurve>> = {
+  '1.2.840.10045.3.1.7': { type: 'ec-p256', jwk: 'P-256', size: 32, viaJwk: true },
+  '1.3.132.0.34': { type: 'ec-p384', jwk: 'P-384', size: 48, viaJwk: false },
+  '1.3.132.0.35': { type: 'ec-p521', jwk: 'P-521', size: 66, viaJwk: false },
+};
+/** RFC 8410: the public key is the raw encoding, 32 or 57 octets. */
+const EDDSA_KEY_LENGTH: Readonly<Record<string, { readonly crv: 'Ed25519' | 'Ed448'; readonly type: SigningKeyType; readonly length: number }>> = {
+  [Oid.ed25519]: { crv: 'Ed25519', type: 'ed25519', length: 32 },
+  [Oid.ed448]: { crv: 'Ed448', type: 'ed448', length: 57 },
 };
 
 /** The curve of an id-ecPublicKey SubjectPublicKeyInfo with a named curve (RFC 5480), if one we sign with. */
@@ -310,7 +419,132 @@ function namedCurveType(der: Buffer, spkiEl: Asn1Element): SigningKeyType | unde
   const alg = spki.sequence('algorithm');
   if (decodeOid(alg.expect(Tag.OID, 'algorithm'), 'algorithm') !== EC_PUBLIC_KEY) return undefined;
   if (alg.peekTag() !== Tag.OID) return undefined;
-  return NAMED_CURVES[decodeOid(alg.expect(Tag.OID, 'namedCurve'), 'namedCurve')];
+  return NAMED_CURVES[decodeOid(alg.expect(Tag.OID, 'namedCurve'), 'namedCurve')]?.type;
+}
+
+/** A positive INTEGER's magnitude without the sign octet; undefined for zero, negative or non-minimal encodings. */
+function positiveMagnitude(el: Asn1Element): Buffer | undefined {
+  const c = el.content;
+  if (c.length === 0 || (c[0]! & 0x80) !== 0) return undefined;
+  if (c[0] !== 0) return bufOf(c);
+  if (c.length < 2 || (c[1]! & 0x80) === 0) return undefined;
+  return bufOf(c.subarray(1));
+}
+
+function b64url(u: Uint8Array): string {
+  return bufOf(u).toString('base64url');
+}
+
+interface JwkKey {
+  readonly jwk: JsonWebKey;
+  readonly type: SigningKeyType;
+}
+
+/**
+ * The JWK of a SubjectPublicKeyInfo in one of the forms nearly every
+ * certificate uses: id-ecPublicKey on P-256 with an uncompressed point
+ * (RFC 5480), rsaEncryption with NULL or absent parameters (RFC 3279),
+ * Ed25519 or Ed448 (RFC 8410), all in strict DER. Anything else (P-384 and
+ * P-521 included, see NamedCurve.viaJwk) gives undefined and is left to
+ * node's SPKI decoder.
+ */
+function spkiToJwk(der: Buffer, spkiEl: Asn1Element): JwkKey | undefined {
+  try {
+    const spki = DerReader.inside(der, spkiEl, 'subjectPublicKeyInfo');
+    const alg = spki.sequence('algorithm');
+    const oid = decodeOid(alg.expect(Tag.OID, 'algorithm'), 'algorithm');
+    const params = alg.atEnd ? undefined : alg.next('parameters');
+    alg.finish('algorithm');
+    const bits = spki.expect(Tag.BIT_STRING, 'subjectPublicKey').content;
+    spki.finish('subjectPublicKeyInfo');
+    if (bits.length < 2 || bits[0] !== 0) return undefined;
+    const key = bits.subarray(1);
+    if (oid === EC_PUBLIC_KEY) {
+      if (params?.tag !== Tag.OID) return undefined;
+      const curve = NAMED_CURVES[decodeOid(params, 'namedCurve')];
+      if (!curve?.viaJwk || key.length !== 1 + 2 * curve.size || key[0] !== 0x04) return undefined;
+      const x = key.subarray(1, 1 + curve.size);
+      const y = key.subarray(1 + curve.size);
+      return { jwk: { kty: 'EC', crv: curve.jwk, x: b64url(x), y: b64url(y) }, type: curve.type };
+    }
+    if (oid === Oid.rsaEncryption) {
+      if (params && (params.tag !== Tag.NULL || params.content.length !== 0)) return undefined;
+      const r = new DerReader(key, 'RSAPublicKey');
+      const seq = r.sequence('RSAPublicKey');
+      r.finish('RSAPublicKey');
+      const n = positiveMagnitude(seq.expect(Tag.INTEGER, 'modulus'));
+      const e = positiveMagnitude(seq.expect(Tag.INTEGER, 'publicExponent'));
+      seq.finish('RSAPublicKey');
+      if (!n || !e) return undefined;
+      return { jwk: { kty: 'RSA', n: b64url(n), e: b64url(e) }, type: 'rsa' };
+    }
+    const ed = EDDSA_KEY_LENGTH[oid];
+    if (ed && !params && key.length === ed.length) return { jwk: { kty: 'OKP', crv: ed.crv, x: b64url(key) }, type: ed.type };
+    return undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The subject public key. The common forms are imported as JWK (no OpenSSL
+ * decoder); the rest, and anything the JWK import refuses, go through node's
+ * SPKI import, whose verdict is the same one X509Certificate's eager decode
+ * gave. Throws CertificateError 'malformed' when node cannot use the key.
+ */
+function importSubjectPublicKey(der: Buffer, spkiEl: Asn1Element): KeyObject {
+  const fast = spkiToJwk(der, spkiEl);
+  if (fast) {
+    try {
+      const key = createPublicKey({ key: fast.jwk, format: 'jwk' });
+      rememberKeyType(key, fast.type);
+      return key;
+    } catch {
+      // Not a valid key of its kind (a point off the curve, say): node's decoder has the last word.
+    }
+  }
+  let key: KeyObject;
+  try {
+    key = createPublicKey({ key: bufOf(spkiEl.bytes), format: 'der', type: 'spki' });
+  } catch {
+    throw malformed('not a public key node:crypto can read');
+  }
+  const curve = key.asymmetricKeyType === 'ec' ? namedCurveType(der, spkiEl) : undefined;
+  if (curve) rememberKeyType(key, curve);
+  return key;
+}
+
+// ------------------------------------------------------------------ signatures
+
+const ECDSA_WITH_SHA1 = '1.2.840.10045.4.1';
+
+/** The SHA-1 certificate signatures X509Certificate.verify accepts; RFC 7427 AUTH payloads never do (RFC 8247). */
+const SHA1_CERTIFICATE_SIGNATURES: ReadonlyMap<string, SignatureAlgorithm> = new Map<string, SignatureAlgorithm>([
+  [Oid.sha1WithRSAEncryption, Object.freeze<SignatureAlgorithm>({ scheme: 'rsa-pkcs1', hash: 'sha1' })],
+  [ECDSA_WITH_SHA1, Object.freeze<SignatureAlgorithm>({ scheme: 'ecdsa', hash: 'sha1' })],
+]);
+
+/** A certificate's signature algorithm as isSignedBy verifies it itself, or null when it is left to OpenSSL. */
+function certificateSignatureAlgorithm(der: Buffer): SignatureAlgorithm | null {
+  try {
+    return parseAlgorithmIdentifier(der);
+  } catch {
+    // Not an RFC 7427 algorithm; perhaps SHA-1.
+  }
+  try {
+    const top = new DerReader(der, 'signatureAlgorithm');
+    const seq = top.sequence('AlgorithmIdentifier');
+    top.finish('signatureAlgorithm');
+    const alg = SHA1_CERTIFICATE_SIGNATURES.get(decodeOid(seq.expect(Tag.OID, 'algorithm'), 'algorithm'));
+    if (!alg) return null;
+    // Parameters as parseAlgorithmIdentifier takes them: NULL or absent for RSA, absent for ECDSA.
+    const p = alg.scheme === 'rsa-pkcs1' ? seq.optional(Tag.NULL, 'parameters') : undefined;
+    if (p) decodeNull(p);
+    seq.finish('AlgorithmIdentifier');
+    return alg;
+  } catch {
+    return null;
+  }
 }
 
 function parseBasicConstraints(der: Buffer): BasicConstraints {

@@ -60,7 +60,9 @@ export function certificateMatches(rule: CertificateRule, cert: Certificate): bo
 /** Subject RDNs by short name (node renders one `KEY=value` per line). */
 function subjectAttributes(cert: Certificate): Map<string, string[]> {
   const out = new Map<string, string[]>();
-  for (const line of cert.x509.subject.split('\n')) {
+  // node gives undefined, not '', for an empty subject.
+  const subject: string | undefined = cert.x509.subject;
+  for (const line of (subject ?? '').split('\n')) {
     const eq = line.indexOf('=');
     if (eq <= 0) continue;
     const key = line.slice(0, eq).trim().toUpperCase();
