@@ -62,20 +62,44 @@ class GcksNode implements SimNode {
   }
 }
 
+/**
+ * A key server on a fresh SQLite state directory, in a simulation with the
+ * group's multicast hub. `restart()` is a crash: no shutdown, the store is
+ * reopened from its file and a new server starts from it.
+ */
+class RestoreHarness {
+  readonly dir: string;
+  readonly kek = StateKek.generate();
+  store: SqliteStore;
+  readonly sim = new Simulation(new SimNetwork({ clock: new SimClock(EPOCH), latency: 5 }));
+  readonly gcks: GcksNode;
+  readonly hub = this.sim.add(new Hub(GROUP));
+  private readonly config = loadGcksConfig(rekeyGcksYaml({ group: GROUP.address, port: GROUP.port, source: GCKS_EP.address, tekLifetime: 3600, atd: 2, dtd: 5 }), 'restore.yaml');
+  private runs = 0;
+
+  constructor(private readonly name: string) {
+    this.dir = mkdtempSync(join(tmpdir(), `gikev2-${name}-`));
+    dirs.push(this.dir);
+    this.store = SqliteStore.open({ stateDir: this.dir, kek: this.kek });
+    this.gcks = this.sim.add(new GcksNode(this.start(EPOCH), GCKS_EP));
+  }
+
+  restart(): void {
+    this.store.close();
+    this.store = SqliteStore.open({ stateDir: this.dir, kek: this.kek });
+    this.gcks.service = this.start(this.sim.now);
+  }
+
+  private start(now: number): GcksService {
+    const deps = storeDeps(this.store, { log: silentLogger, timeOffset: 0 }).deps;
+    return makeGcks(this.config, { ...deps, now, rekey: { retransmit: { copies: 2, spacingMs: 500 } } }, `gcks-${this.name}-${++this.runs}`);
+  }
+}
+
 describe('key server restarted from its state directory', () => {
   it('members keep following rekeys and exclusions across restarts, without registering again', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'gikev2-restore-'));
-    dirs.push(dir);
-    const kek = StateKek.generate();
-    const config = loadGcksConfig(rekeyGcksYaml({ group: GROUP.address, port: GROUP.port, source: GCKS_EP.address, tekLifetime: 3600, atd: 2, dtd: 5 }), 'restore.yaml');
-    let store = SqliteStore.open({ stateDir: dir, kek });
-    let run = 0;
-    const start = (now: number): GcksService =>
-      makeGcks(config, { ...storeDeps(store, { log: silentLogger, timeOffset: 0 }).deps, now, rekey: { retransmit: { copies: 2, spacingMs: 500 } } }, `gcks-run-${++run}`);
-    const network = new SimNetwork({ clock: new SimClock(EPOCH), latency: 5 });
-    const sim = new Simulation(network);
-    const gcks = sim.add(new GcksNode(start(EPOCH), GCKS_EP));
-    const hub = sim.add(new Hub(GROUP));
+    const h = new RestoreHarness('restore');
+    const { dir, kek, sim, gcks, hub } = h;
     const gms = ['a', 'b', 'c', 'd', 'f'].map((name, i) => {
       const node: GmNode = sim.add(new ServiceNode<GmService, GmServiceEvent>(makeGm(gmConfig(`${name}@example.org`, [GCKS_EP], ['video'])), { address: `10.0.1.${i + 1}`, port: 500 }));
       hub.members.push(node);
@@ -84,20 +108,14 @@ describe('key server restarted from its state directory', () => {
     });
     sim.run(EPOCH + 3_000);
     for (const g of gms) assert.ok(inSync(gcks.service, g.service, 'mc'));
-    const barriers = (): number => Number(store.database.prepare<[], { value: Buffer }>("SELECT value FROM meta WHERE key = 'sync-barrier'").get()?.value.toString() ?? 0);
+    const barriers = (): number => Number(h.store.database.prepare<[], { value: Buffer }>("SELECT value FROM meta WHERE key = 'sync-barrier'").get()?.value.toString() ?? 0);
     // Only the group's first commit (its SAs and tree) is fsynced, not each registration (issue 6).
     assert.ok(barriers() <= 1, `${barriers()} fsynced commits for 5 registrations`);
     const act = (call: (now: number) => ReturnType<GcksService['timeout']>): void => sim.emit(gcks, gcks.take(call(sim.now)));
 
-    const restart = (): void => {
-      // A crash: no shutdown, the store is reopened from the file.
-      store.close();
-      store = SqliteStore.open({ stateDir: dir, kek });
-      gcks.service = start(sim.now);
-    };
 
     const before = gcks.service.groupKeys('mc')!;
-    restart();
+    h.restart();
     const restored = gcks.service.groupKeys('mc')!;
     assert.ok(restored.rekeySa!.spi.equals(before.rekeySa!.spi), 'same Rekey SA');
     assert.ok(restored.rekeySa!.keys.gskW.equals(before.rekeySa!.keys.gskW), 'same KEK keys');
@@ -108,16 +126,16 @@ describe('key server restarted from its state directory', () => {
     act((now) => gcks.service.rekeyGroup('mc', 'all', now));
     sim.run(sim.now + 5_000);
     for (const g of gms) assert.ok(inSync(gcks.service, g.service, 'mc'), 'followed a rekey after the restart');
-    restart();
+    h.restart();
     act((now) => gcks.service.excludeMember('mc', 'f@example.org', now));
     sim.run(sim.now + 5_000);
     for (const g of gms.slice(0, 4)) assert.ok(inSync(gcks.service, g.service, 'mc'), 'followed the LKH exclusion after a restart');
     assert.ok(!inSync(gcks.service, gms[4]!.service, 'mc'), 'the excluded member cannot follow');
-    restart();
+    h.restart();
     assert.equal(gcks.service.members('mc').length, 4);
     act((now) => gcks.service.rekeyGroup('mc', 'tek', now));
     sim.run(sim.now + 5_000);
-    restart();
+    h.restart();
     // Scheduled rekeys after a restart: hours of them.
     sim.run(sim.now + 3 * 3_600_000);
     for (const g of gms.slice(0, 4)) {
@@ -130,36 +148,25 @@ describe('key server restarted from its state directory', () => {
     const sent = gcks.events.filter((e): e is Extract<GcksServiceEvent, { type: 'rekey-planned' }> => e.type === 'rekey-planned' && e.transport === 'multicast');
     assert.ok(sent.length >= 5);
     // Audit and registration history.
-    const audit = store.queryAudit({ kind: 'registration' });
+    const audit = h.store.queryAudit({ kind: 'registration' });
     assert.equal(audit.length, 5);
-    assert.ok(store.queryAudit({ kind: 'exclusion' }).some((a) => a.reason === 'operator'));
-    assert.ok(store.queryAudit({ kind: 'rekey' }).length >= 5);
+    assert.ok(h.store.queryAudit({ kind: 'exclusion' }).some((a) => a.reason === 'operator'));
+    assert.ok(h.store.queryAudit({ kind: 'rekey' }).length >= 5);
     // Key material at rest is sealed.
     const keys = gcks.service.groupKeys('mc')!;
-    store.close();
+    h.store.close();
     const files = readdirSync(dir).map((f) => readFileSync(join(dir, f)));
     for (const secret of [keys.rekeySa!.keys.gskW, keys.rekeySa!.keys.gskE, ...keys.dataSecurity.map((t) => t.keys.encrKey)]) {
       for (const f of files) assert.equal(f.indexOf(secret), -1, 'raw key found in the state directory');
     }
-    store = SqliteStore.open({ stateDir: dir, kek });
-    store.close();
+    SqliteStore.open({ stateDir: dir, kek }).close();
   });
 
   it('restores a key tree stored in the older chunk format (with member counts), and registrations rewrite only leaf chunks', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'gikev2-restore-v1-'));
-    dirs.push(dir);
-    const kek = StateKek.generate();
-    const config = loadGcksConfig(rekeyGcksYaml({ group: GROUP.address, port: GROUP.port, source: GCKS_EP.address, tekLifetime: 3600, atd: 2, dtd: 5 }), 'restore.yaml');
-    let store = SqliteStore.open({ stateDir: dir, kek });
-    let run = 0;
-    const start = (now: number): GcksService =>
-      makeGcks(config, { ...storeDeps(store, { log: silentLogger, timeOffset: 0 }).deps, now, rekey: { retransmit: { copies: 2, spacingMs: 500 } } }, `gcks-v1-${++run}`);
-    const network = new SimNetwork({ clock: new SimClock(EPOCH), latency: 5 });
-    const sim = new Simulation(network);
-    const gcks = sim.add(new GcksNode(start(EPOCH), GCKS_EP));
-    const hub = sim.add(new Hub(GROUP));
+    const h = new RestoreHarness('restore-v1');
+    const { sim, gcks, hub } = h;
     const chunkSaves = (): Map<string, number> =>
-      new Map(store.database.prepare<[], { group_id: string; saved_at: number }>("SELECT group_id, saved_at FROM lkh_trees WHERE group_id LIKE '%#lkh/%'").all().map((r) => [r.group_id, r.saved_at]));
+      new Map(h.store.database.prepare<[], { group_id: string; saved_at: number }>("SELECT group_id, saved_at FROM lkh_trees WHERE group_id LIKE '%#lkh/%'").all().map((r) => [r.group_id, r.saved_at]));
     const joinAt = new Map<string, number>();
     const gms = ['a', 'b', 'c', 'd', 'e'].map((name, i) => {
       const node: GmNode = sim.add(new ServiceNode<GmService, GmServiceEvent>(makeGm(gmConfig(`${name}@example.org`, [GCKS_EP], ['video'])), { address: `10.0.2.${i + 1}`, port: 500 }));
@@ -181,17 +188,15 @@ describe('key server restarted from its state directory', () => {
     assert.ok(saves.get(`${treeOf}#lkh/0/0`)! >= joinAt.get('e')!);
 
     // Rewrite every chunk as an older release wrote it: IDs, member counts, keys.
-    const meta = store.getLkhSnapshot(treeOf)!.meta as { arity: number };
-    const leaves = store.listMembers(treeOf, { status: 'active' }).map((m) => m.leaf!);
+    const meta = h.store.getLkhSnapshot(treeOf)!.meta as { arity: number };
+    const leaves = h.store.listMembers(treeOf, { status: 'active' }).map((m) => m.leaf!);
     assert.equal(leaves.length, 5);
     for (const [record] of saves) {
-      const [h, i] = record.split('#lkh/')[1]!.split('/').map(Number) as [number, number];
-      const current = store.getLkhSnapshot(record)!;
-      store.putLkhSnapshot({ ...current, tree: toFormat1(current.tree, h, i, meta.arity, leaves) });
+      const [height, index] = record.split('#lkh/')[1]!.split('/').map(Number) as [number, number];
+      const current = h.store.getLkhSnapshot(record)!;
+      h.store.putLkhSnapshot({ ...current, tree: toFormat1(current.tree, height, index, meta.arity, leaves) });
     }
-    store.close();
-    store = SqliteStore.open({ stateDir: dir, kek });
-    gcks.service = start(sim.now);
+    h.restart();
     assert.equal(gcks.service.members('mc').length, 5);
     const act = (call: (now: number) => ReturnType<GcksService['timeout']>): void => sim.emit(gcks, gcks.take(call(sim.now)));
     act((now) => gcks.service.excludeMember('mc', 'e@example.org', now));
@@ -199,7 +204,7 @@ describe('key server restarted from its state directory', () => {
     for (const g of gms.slice(0, 4)) assert.ok(inSync(gcks.service, g.service, 'mc'), 'followed the LKH exclusion on a tree restored from the older format');
     assert.ok(!inSync(gcks.service, gms[4]!.service, 'mc'));
     for (const g of gms) assert.equal(g.of('registered').length, 1, 'never registered again');
-    store.close();
+    h.store.close();
   });
 });
 
